@@ -1,0 +1,148 @@
+/*
+ * limits.h — every limit cairn enforces, in one place.
+ *
+ * Each limit has a DEFAULT (used when configuration says nothing) and, where
+ * it is configurable, a CAP (the largest value configuration may set) with
+ * the reason for it.  docs/CONFIG.md lists the same numbers; keep them equal.
+ */
+#ifndef CAIRN_LIMITS_H
+#define CAIRN_LIMITS_H
+
+#include <stdint.h>
+
+/* ---- event model (fixed, part of the on-disk and wire formats) ---------- */
+
+/* Stream names: 1..255 bytes of UTF-8 without control characters; the
+ * length is stored in one byte in every record. */
+#define CAIRN_STREAM_MAX 255
+/* Event types: 1..128 bytes; types are identifiers, not documents. */
+#define CAIRN_TYPE_MAX 128
+/* Idempotency, correlation and causation ids: 0..128 bytes (a UUID is 36). */
+#define CAIRN_ID_MAX 128
+
+/* Largest payload of one event.  Default 1 MiB; cap 16 MiB because a record
+ * must fit many times into the smallest ring (64 MiB) and one HTTP body. */
+#define CAIRN_MAX_EVENT_BYTES_DEFAULT (1u << 20)
+#define CAIRN_MAX_EVENT_BYTES_CAP (16u << 20)
+
+/* Events in one append call.  Default 10000; cap 65536 so a batch's seq
+ * range fits the ring claim word with a huge margin (see src/log/ring.c). */
+#define CAIRN_MAX_BATCH_EVENTS_DEFAULT 10000u
+#define CAIRN_MAX_BATCH_EVENTS_CAP 65536u
+/* Bytes of one append call (records with headers).  Default 32 MiB; capped
+ * at a quarter of the ring so one batch can never fill the ring alone. */
+#define CAIRN_MAX_BATCH_BYTES_DEFAULT (32u << 20)
+
+/* Largest stream version: the version field of the packed stream state is
+ * 40 bits wide (see include/cairn/table.h). */
+#define CAIRN_VERSION_MAX ((UINT64_C(1) << 40) - 1)
+
+/* ---- [event_processor] --------------------------------------------------- */
+
+/* Ring size in MiB (buffer_size_mb).  Default 64.  Minimum 1.  Cap 4096:
+ * positions inside the ring claim word are 32-bit counts of 8-byte units
+ * (32 GiB of address space), and the ring must stay well below that so
+ * wrapped arithmetic is unambiguous.  Rounded up to a power of two. */
+#define CAIRN_BUFFER_SIZE_MB_DEFAULT 64u
+#define CAIRN_BUFFER_SIZE_MB_CAP 4096u
+
+/* Distinct streams tracked (max_endpoints).  Default 100000.  Cap 16777216:
+ * the table is allocated up front at 2x slots of 64 bytes each (2 GiB at
+ * the cap). */
+#define CAIRN_MAX_ENDPOINTS_DEFAULT 100000u
+#define CAIRN_MAX_ENDPOINTS_CAP (1u << 24)
+
+/* How long an append waits for ring space before failing with
+ * CAIRN_ELOG_FULL.  Default 1000 ms; cap 60000 ms (a client should hear
+ * back within a minute). */
+#define CAIRN_APPEND_TIMEOUT_MS_DEFAULT 1000u
+#define CAIRN_APPEND_TIMEOUT_MS_CAP 60000u
+
+/* Idempotency ids remembered per log (idempotency_window): the most recent
+ * ids win, older ones are forgotten in FIFO order.  Default 100000; cap
+ * 10000000 (about 1.5 GiB with 128-byte ids). */
+#define CAIRN_IDEMPOTENCY_WINDOW_DEFAULT 100000u
+#define CAIRN_IDEMPOTENCY_WINDOW_CAP 10000000u
+
+/* Concurrent zero-copy ring readers (iterators).  Fixed: each holds a
+ * cache-line slot the producers' space check consults. */
+#define CAIRN_RING_READERS_MAX 64
+
+/* ---- payload guards: [limits] (src/guard) ------------------------------- */
+
+/* Bytes of one payload as received, before any decoding (max_input_bytes).
+ * Default 1 MiB; cap 16 MiB, the largest event the log accepts. */
+#define CAIRN_GUARD_MAX_INPUT_BYTES_DEFAULT (1u << 20)
+#define CAIRN_GUARD_MAX_INPUT_BYTES_CAP (16u << 20)
+/* Bytes produced by decompression, summed over all layers
+ * (max_decompressed_bytes).  Default 1 MiB; cap 16 MiB: the decoded payload
+ * is stored as one event, and the decode buffer is held in memory. */
+#define CAIRN_GUARD_MAX_DECOMPRESSED_BYTES_DEFAULT (1u << 20)
+#define CAIRN_GUARD_MAX_DECOMPRESSED_BYTES_CAP (16u << 20)
+/* Decoded bytes per compressed input byte (max_compression_ratio), checked
+ * only once more than CAIRN_GUARD_RATIO_GRACE_BYTES have been produced, so
+ * tiny payloads that compress well are not refused.  Default 100 (Envoy's);
+ * minimum 1; cap 100000: above that the absolute cap always trips first
+ * (16 MiB / 100000 is 168 bytes of input). */
+#define CAIRN_GUARD_MAX_COMPRESSION_RATIO_DEFAULT 100u
+#define CAIRN_GUARD_MAX_COMPRESSION_RATIO_CAP 100000u
+#define CAIRN_GUARD_RATIO_GRACE_BYTES (64u << 10)
+/* Nested compression layers decoded (max_decode_layers).  Default 2; 0
+ * refuses compressed input altogether; cap 5 (urllib3 and undici cap chained
+ * encodings at 5). */
+#define CAIRN_GUARD_MAX_DECODE_LAYERS_DEFAULT 2u
+#define CAIRN_GUARD_MAX_DECODE_LAYERS_CAP 5u
+/* zstd window: log2 of the largest back-reference window a frame may ask
+ * for.  Fixed at 23 (8 MiB, RFC 9659's limit for HTTP): the window is
+ * memory the decoder allocates before producing a byte. */
+#define CAIRN_GUARD_ZSTD_WINDOW_LOG_MAX 23
+/* Open JSON arrays/objects (max_json_depth).  Default 64; cap 1024: the
+ * validator keeps 8 bytes of state per level. */
+#define CAIRN_GUARD_MAX_JSON_DEPTH_DEFAULT 64u
+#define CAIRN_GUARD_MAX_JSON_DEPTH_CAP 1024u
+/* Encoded bytes of one JSON string or key between its quotes
+ * (max_json_string_bytes).  Default 64 KiB; cap 16 MiB (a whole payload). */
+#define CAIRN_GUARD_MAX_JSON_STRING_BYTES_DEFAULT (64u << 10)
+#define CAIRN_GUARD_MAX_JSON_STRING_BYTES_CAP (16u << 20)
+/* Members of one JSON object or elements of one array (max_json_members).
+ * Default 10000; cap 1000000.  Bounds the duplicate-key table. */
+#define CAIRN_GUARD_MAX_JSON_MEMBERS_DEFAULT 10000u
+#define CAIRN_GUARD_MAX_JSON_MEMBERS_CAP 1000000u
+/* Pattern files: patterns per file, bytes per line, bytes per id.  Fixed;
+ * Hyperscan compile time grows with the pattern count, and ids are copied
+ * into every result. */
+#define CAIRN_GUARD_PATTERNS_MAX 4096
+#define CAIRN_GUARD_PATTERN_LINE_MAX 4096
+#define CAIRN_GUARD_PATTERN_ID_MAX 63
+/* Flag-only pattern ids copied into one result (more are counted). */
+#define CAIRN_GUARD_FLAGS_MAX 8
+
+/* ---- metrics: [metrics] (src/metrics) ------------------------------------ */
+
+/* Children (series) in one registry over all families.  Default 100000;
+ * cap 10000000: a seqlock-provider series costs up to a few KiB with many
+ * shards, and /metrics must stay exportable in well under a second. */
+#define CAIRN_METRICS_MAX_SERIES_DEFAULT 100000u
+#define CAIRN_METRICS_MAX_SERIES_CAP 10000000u
+/* Label names per family.  Fixed: 16 covers every real dimension set, and
+ * lookups copy the values into a fixed array. */
+#define CAIRN_METRICS_LABELS_MAX 16
+/* Bytes of one label value.  Fixed: label values are identifiers (route,
+ * status, stream prefix), not documents; a long value is a cardinality
+ * mistake. */
+#define CAIRN_METRICS_LABEL_VALUE_MAX 1024
+/* Bytes of a metric or label name, and of a help text.  Fixed. */
+#define CAIRN_METRICS_NAME_MAX 256
+#define CAIRN_METRICS_HELP_MAX 4096
+/* Finite histogram buckets (+Inf is implicit).  Fixed: a histogram shard
+ * is a seqlock over 16 + 3 words, three cache lines. */
+#define CAIRN_METRICS_BUCKETS_MAX 16
+/* Write shards per counter/histogram (seqlock provider).  Default: twice
+ * the online CPUs rounded to a power of two; cap 64, because every shard
+ * of every series is read by each export. */
+#define CAIRN_METRICS_SHARDS_CAP 64u
+/* One histogram read in this many (per thread) is timed for the read
+ * statistics; timing every read would cost more than the read. */
+#define CAIRN_METRICS_READ_TIMING_EVERY 64u
+
+#endif /* CAIRN_LIMITS_H */

@@ -1,0 +1,11 @@
+/* cli.h — shared pieces of the `cairn` command-line tool. */
+#ifndef CAIRN_CLI_H
+#define CAIRN_CLI_H
+
+/* Print "cairn: <what>: <why>" on stderr (one line). */
+void cairn_cli_error(const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int cairn_cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,16 @@
+/* utf8.h — strict UTF-8 validation shared by the event model and guards. */
+#ifndef CAIRN_INTERNAL_UTF8_H
+#define CAIRN_INTERNAL_UTF8_H
+
+#include <stddef.h>
+
+/*
+ * Returns 1 if s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms,
+ * no surrogates U+D800..U+DFFF, nothing above U+10FFFF, no truncated
+ * sequence), else 0.  When no_controls is set, C0 controls (U+0000..U+001F),
+ * DEL and C1 controls (U+0080..U+009F) also fail, returning -1 instead so a
+ * caller can tell the two causes apart.
+ */
+int cairn__utf8_check(const void *s, size_t len, int no_controls);
+
+#endif

@@ -1,0 +1,68 @@
+/* log_internal.h — the log handle shared by the lock-free log (log.c) and
+ * its mutex twin (log_mutex.c). */
+#ifndef CAIRN_LOG_INTERNAL_H
+#define CAIRN_LOG_INTERNAL_H
+
+#include <pthread.h>
+
+#include "cairn/log.h"
+#include "internal/table.h"
+#include "log/idem.h"
+#include "log/ring.h"
+
+struct cairn_log_iter {
+    cairn_log_t *log;
+    int slot;           /* reader slot pinning our position */
+    uint64_t pos;       /* next record position */
+    uint64_t from_seq;  /* skip records before this seq */
+    uint64_t next_seq;  /* seq of the record at pos, once known */
+    cairn_read_filter_t f;
+};
+
+/* The twin's state: one mutex over everything. */
+typedef struct cairn__log_mutex {
+    pthread_mutex_t mu;
+    pthread_cond_t space; /* signalled when space is freed or on close */
+    uint64_t head_pos, head_seq;
+    uint64_t drain_pos, drain_seq;
+    uint64_t readers[CAIRN_RING_READERS_MAX];
+    int closed;
+} cairn__log_mutex_t;
+
+struct cairn_log {
+    cairn_log_opts_t o;
+    cairn_table_t *table;
+    cairn__idem_t *idem;
+    cairn__ring_t ring; /* memory and record format shared by both twins;
+                           the lock-free protocol only when enhanced */
+    cairn__log_mutex_t m;
+};
+
+int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
+                       const char *stream, size_t stream_len,
+                       const cairn_event_in_t *events, size_t n,
+                       uint64_t bytes, int64_t expected,
+                       cairn_append_result_t *res);
+int cairn__mlog_iter_open(cairn_log_t *log, cairn_log_iter_t *it);
+int cairn__mlog_iter_next(cairn_log_iter_t *it, cairn_event_t *ev);
+void cairn__mlog_iter_close(cairn_log_iter_t *it);
+void cairn__mlog_release(cairn_log_t *log, uint64_t upto);
+void cairn__mlog_init(cairn_log_t *log);
+void cairn__mlog_destroy(cairn_log_t *log);
+uint64_t cairn__mlog_next_seq(cairn_log_t *log);
+uint64_t cairn__mlog_first_seq(cairn_log_t *log);
+
+/* Check expected_version against the current version v: 0 or
+ * CAIRN_EVERSION_CONFLICT. */
+static inline int cairn__expect_ok(int64_t expected, uint64_t v)
+{
+    if (expected == CAIRN_EXPECT_ANY)
+        return 1;
+    if (expected == CAIRN_EXPECT_NO_STREAM)
+        return v == 0;
+    if (expected == CAIRN_EXPECT_EXISTS)
+        return v > 0;
+    return (uint64_t)expected == v;
+}
+
+#endif
