@@ -104,7 +104,27 @@ typedef struct cairn_append_result {
                            the fields above are the original append's */
     uint64_t actual_version; /* on CAIRN_EVERSION_CONFLICT: the stream's
                                 version at the time of the check */
+    uint64_t retry_after_ns; /* on CAIRN_ETHROTTLED (and CAIRN_EBREAKER_OPEN:
+                                time until half-open), exact in ns */
+    uint32_t breaker_epoch;  /* epoch the append was admitted under; report
+                                its outcome with this epoch */
 } cairn_append_result_t;
+
+/* [breaker]: per-stream circuit breaker (see include/cairn/table.h). */
+typedef struct cairn_breaker_opts {
+    uint32_t failure_threshold;      /* failures within the window that open
+                                        it; default 5; 0 = breaker off */
+    uint32_t failure_window_secs;    /* default 60 */
+    uint32_t recovery_timeout_secs;  /* open -> half-open after; default 30 */
+    uint32_t half_open_max_requests; /* probes admitted; default 3 */
+    double success_threshold;        /* probe success ratio to close; 0.8 */
+} cairn_breaker_opts_t;
+
+/* [throttle]: per-stream GCRA rate limit. */
+typedef struct cairn_throttle_opts {
+    uint32_t stream_rate;  /* events per second; 0 = off (default) */
+    uint32_t stream_burst; /* events allowed at once; default 1 when on */
+} cairn_throttle_opts_t;
 
 typedef struct cairn_log_opts {
     int enhanced_mode;           /* 1 lock-free (default), 0 mutex twin */
@@ -115,6 +135,14 @@ typedef struct cairn_log_opts {
     uint32_t append_timeout_ms;  /* CAIRN_APPEND_TIMEOUT_MS_* */
     uint32_t idempotency_window; /* CAIRN_IDEMPOTENCY_WINDOW_* */
     uint64_t first_seq;          /* seq of the first event; default 1 */
+    cairn_breaker_opts_t breaker;
+    cairn_throttle_opts_t throttle;
+    uint32_t idle_evict_secs;    /* streams idle this long may be evicted
+                                    when the table is full; default 3600 */
+    /* Monotonic clock in ns for breakers and throttles; NULL = the system
+     * clock.  Tests inject their own. */
+    uint64_t (*clock_ns)(void *ctx);
+    void *clock_ctx;
 } cairn_log_opts_t;
 
 /* Fill opts with the documented defaults. */

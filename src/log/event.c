@@ -67,11 +67,11 @@ int cairn_log_check_event(const cairn_event_in_t *ev, uint32_t max_event_bytes)
 }
 
 int cairn__batch_check(const char *stream, size_t stream_len,
-                       const cairn_event_in_t *events, size_t n,
-                       const cairn_log_opts_t *o, uint64_t cap,
+                       int allow_reserved, const cairn_event_in_t *events,
+                       size_t n, const cairn_log_opts_t *o, uint64_t cap,
                        uint64_t *bytes)
 {
-    int rc = cairn_log_check_stream(stream, stream_len, 0);
+    int rc = cairn_log_check_stream(stream, stream_len, allow_reserved);
     if (rc)
         return rc;
     if (n == 0 || !events)

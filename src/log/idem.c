@@ -24,8 +24,8 @@
 
 typedef struct idem_entry {
     uint64_t hash;
-    const void *stream;
-    uint32_t next; /* chain link (pool index) */
+    unsigned char stream[16]; /* BLAKE2b-128 of the stream name */
+    uint32_t next;            /* chain link (pool index) */
     uint8_t id_len;
     uint8_t used;
     char id[CAIRN_ID_MAX];
@@ -77,38 +77,45 @@ void cairn__idem_close(cairn__idem_t *m)
     free(m);
 }
 
-static uint64_t idem_hash(const cairn__idem_t *m, const void *stream,
-                          const char *id, size_t id_len)
+/* The stream is identified by a keyed 128-bit BLAKE2b digest of its name
+ * (a collision between two of at most 2^24 live streams has probability
+ * about 2^-80), the bucket by SipHash of (digest, id). */
+static uint64_t idem_hash(const cairn__idem_t *m, const char *stream,
+                          size_t stream_len, const char *id, size_t id_len,
+                          unsigned char digest[16])
 {
-    unsigned char buf[sizeof(void *) + CAIRN_ID_MAX];
+    unsigned char buf[16 + CAIRN_ID_MAX];
     unsigned char out[crypto_shorthash_BYTES];
     uint64_t h;
-    memcpy(buf, &stream, sizeof stream);
-    memcpy(buf + sizeof stream, id, id_len);
-    crypto_shorthash(out, buf, sizeof stream + id_len, m->key);
+    crypto_generichash(digest, 16, (const unsigned char *)stream, stream_len,
+                       m->key, sizeof m->key);
+    memcpy(buf, digest, 16);
+    memcpy(buf + 16, id, id_len);
+    crypto_shorthash(out, buf, 16 + id_len, m->key);
     memcpy(&h, out, sizeof h);
     return h;
 }
 
 static idem_entry_t *idem_lookup(cairn__idem_t *m, uint64_t h,
-                                 const void *stream, const char *id,
+                                 const unsigned char digest[16], const char *id,
                                  size_t id_len)
 {
     for (uint32_t i = m->buckets[h & m->mask]; i != NIL; i = m->pool[i].next) {
         idem_entry_t *e = &m->pool[i];
-        if (e->hash == h && e->stream == stream && e->id_len == id_len &&
-            memcmp(e->id, id, id_len) == 0)
+        if (e->hash == h && memcmp(e->stream, digest, 16) == 0 &&
+            e->id_len == id_len && memcmp(e->id, id, id_len) == 0)
             return e;
     }
     return NULL;
 }
 
-int cairn__idem_find(cairn__idem_t *m, const void *stream, const char *id,
-                     size_t id_len, cairn_append_result_t *res)
+int cairn__idem_find(cairn__idem_t *m, const char *stream, size_t stream_len,
+                     const char *id, size_t id_len, cairn_append_result_t *res)
 {
-    uint64_t h = idem_hash(m, stream, id, id_len);
+    unsigned char digest[16];
+    uint64_t h = idem_hash(m, stream, stream_len, id, id_len, digest);
     pthread_mutex_lock(&m->lock);
-    idem_entry_t *e = idem_lookup(m, h, stream, id, id_len);
+    idem_entry_t *e = idem_lookup(m, h, digest, id, id_len);
     if (e)
         *res = e->res;
     pthread_mutex_unlock(&m->lock);
@@ -123,10 +130,12 @@ static void unlink_entry(cairn__idem_t *m, uint32_t idx)
     *link = m->pool[idx].next;
 }
 
-void cairn__idem_put(cairn__idem_t *m, const void *stream, const char *id,
-                     size_t id_len, const cairn_append_result_t *res)
+void cairn__idem_put(cairn__idem_t *m, const char *stream, size_t stream_len,
+                     const char *id, size_t id_len,
+                     const cairn_append_result_t *res)
 {
-    uint64_t h = idem_hash(m, stream, id, id_len);
+    unsigned char digest[16];
+    uint64_t h = idem_hash(m, stream, stream_len, id, id_len, digest);
     pthread_mutex_lock(&m->lock);
     uint32_t idx = m->oldest;
     m->oldest = (m->oldest + 1) % m->window;
@@ -134,7 +143,7 @@ void cairn__idem_put(cairn__idem_t *m, const void *stream, const char *id,
     if (e->used)
         unlink_entry(m, idx);
     e->hash = h;
-    e->stream = stream;
+    memcpy(e->stream, digest, 16);
     e->id_len = (uint8_t)id_len;
     memcpy(e->id, id, id_len);
     e->res = *res;

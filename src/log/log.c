@@ -45,6 +45,14 @@ void cairn_log_opts_init(cairn_log_opts_t *o)
     o->append_timeout_ms = CAIRN_APPEND_TIMEOUT_MS_DEFAULT;
     o->idempotency_window = CAIRN_IDEMPOTENCY_WINDOW_DEFAULT;
     o->first_seq = 1;
+    o->breaker.failure_threshold = 5;
+    o->breaker.failure_window_secs = 60;
+    o->breaker.recovery_timeout_secs = 30;
+    o->breaker.half_open_max_requests = 3;
+    o->breaker.success_threshold = 0.8;
+    o->throttle.stream_rate = 0;
+    o->throttle.stream_burst = 1;
+    o->idle_evict_secs = 3600;
 }
 
 static int check_opts(const cairn_log_opts_t *o)
@@ -156,9 +164,18 @@ static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
 }
 
 int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
-                     const cairn_event_in_t *events, size_t n,
-                     int64_t expected, cairn_durability_t durability,
-                     cairn_append_result_t *res)
+                     const cairn_event_in_t *events, size_t n, int64_t expected,
+                     cairn_durability_t durability, cairn_append_result_t *res)
+{
+    return cairn__log_append_ex(log, stream, stream_len, events, n, expected,
+                                durability, res, 0);
+}
+
+int cairn__log_append_ex(cairn_log_t *log, const char *stream,
+                         size_t stream_len, const cairn_event_in_t *events,
+                         size_t n, int64_t expected,
+                         cairn_durability_t durability,
+                         cairn_append_result_t *res, unsigned flags)
 {
     memset(res, 0, sizeof *res);
     if (expected < CAIRN_EXPECT_EXISTS)
@@ -167,8 +184,9 @@ int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
         durability != CAIRN_DURABILITY_MEMORY)
         return CAIRN_EBAD_DURABILITY; /* no data directory: memory only */
     uint64_t bytes;
-    int rc = cairn__batch_check(stream, stream_len, events, n, &log->o,
-                                log->ring.cap, &bytes);
+    int rc = cairn__batch_check(stream, stream_len,
+                                flags & CAIRN__APPEND_ALLOW_RESERVED, events, n,
+                                &log->o, log->ring.cap, &bytes);
     if (rc)
         return rc;
     cairn__stream_t *s;
@@ -176,8 +194,8 @@ int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
     if (rc)
         return rc;
     if (!log->o.enhanced_mode)
-        return cairn__mlog_append(log, s, stream, stream_len, events, n,
-                                  bytes, expected, res);
+        return cairn__mlog_append(log, s, stream, stream_len, events, n, bytes,
+                                  expected, res);
 
     const int has_id = events[0].id_len > 0;
     const uint64_t deadline =
@@ -189,8 +207,8 @@ int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
         if (!cairn__expect_ok(expected, v)) {
             /* A retried idempotent append must still see its original
              * result, not a conflict its own first attempt caused. */
-            if (has_id && cairn__idem_find(log->idem, s, events[0].id,
-                                           events[0].id_len, res))
+            if (has_id && cairn__idem_find(log->idem, stream, stream_len,
+                                           events[0].id, events[0].id_len, res))
                 return 0;
             res->actual_version = v;
             return CAIRN_EVERSION_CONFLICT;
@@ -203,8 +221,8 @@ int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
                 memory_order_relaxed))
             break;
     }
-    if (has_id &&
-        cairn__idem_find(log->idem, s, events[0].id, events[0].id_len, res)) {
+    if (has_id && cairn__idem_find(log->idem, stream, stream_len, events[0].id,
+                                   events[0].id_len, res)) {
         atomic_fetch_and_explicit(&s->state, ~CAIRN_STATE_BUSY,
                                   memory_order_release);
         return 0;
@@ -223,7 +241,8 @@ int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
         atomic_store_explicit(&s->first_seq, c.seq, memory_order_relaxed);
     atomic_store_explicit(&s->last_seq, res->last_seq, memory_order_relaxed);
     if (has_id)
-        cairn__idem_put(log->idem, s, events[0].id, events[0].id_len, res);
+        cairn__idem_put(log->idem, stream, stream_len, events[0].id,
+                        events[0].id_len, res);
     /* One RMW publishes version v+n and clears BUSY (v + n never carries
      * into bit 40: checked above).  Release: first/last seq and the
      * idempotency entry are visible to the next holder. */

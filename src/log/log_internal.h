@@ -38,6 +38,17 @@ struct cairn_log {
     cairn__log_mutex_t m;
 };
 
+/* cairn__log_append_ex flags. */
+#define CAIRN__APPEND_ALLOW_RESERVED 0x1u /* cairn's own '$' streams */
+
+/* cairn_log_append with flags: the entry point for cairn's own writers
+ * ($audit and the like), which may use reserved stream names. */
+int cairn__log_append_ex(cairn_log_t *log, const char *stream,
+                         size_t stream_len, const cairn_event_in_t *events,
+                         size_t n, int64_t expected,
+                         cairn_durability_t durability,
+                         cairn_append_result_t *res, unsigned flags);
+
 int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
                        const char *stream, size_t stream_len,
                        const cairn_event_in_t *events, size_t n,

@@ -52,10 +52,9 @@ static uint64_t free_pos_locked(const cairn__log_mutex_t *m)
     return f;
 }
 
-int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
-                       const char *stream, size_t stream_len,
-                       const cairn_event_in_t *events, size_t n,
-                       uint64_t bytes, int64_t expected,
+int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s, const char *stream,
+                       size_t stream_len, const cairn_event_in_t *events,
+                       size_t n, uint64_t bytes, int64_t expected,
                        cairn_append_result_t *res)
 {
     cairn__log_mutex_t *m = &log->m;
@@ -66,12 +65,11 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
     int rc = 0;
 
     pthread_mutex_lock(&m->mu);
-    if (has_id &&
-        cairn__idem_find(log->idem, s, events[0].id, events[0].id_len, res))
+    if (has_id && cairn__idem_find(log->idem, stream, stream_len, events[0].id,
+                                   events[0].id_len, res))
         goto out;
-    uint64_t v =
-        atomic_load_explicit(&s->state, memory_order_relaxed) &
-        CAIRN_STATE_VERSION_MASK;
+    uint64_t v = atomic_load_explicit(&s->state, memory_order_relaxed) &
+                 CAIRN_STATE_VERSION_MASK;
     if (!cairn__expect_ok(expected, v)) {
         res->actual_version = v;
         rc = CAIRN_EVERSION_CONFLICT;
@@ -94,8 +92,8 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
             rc = CAIRN_ELOG_FULL;
             goto out;
         }
-        uint64_t until = now + 10000000u < deadline ? now + 10000000u
-                                                    : deadline;
+        uint64_t until =
+            now + 10000000u < deadline ? now + 10000000u : deadline;
         struct timespec ts = {(time_t)(until / 1000000000u),
                               (long)(until % 1000000000u)};
         pthread_cond_timedwait(&m->space, &m->mu, &ts);
@@ -135,7 +133,8 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
     atomic_store_explicit(&s->last_seq, res->last_seq, memory_order_relaxed);
     atomic_store_explicit(&s->state, v + n, memory_order_relaxed);
     if (has_id)
-        cairn__idem_put(log->idem, s, events[0].id, events[0].id_len, res);
+        cairn__idem_put(log->idem, stream, stream_len, events[0].id,
+                        events[0].id_len, res);
 out:
     pthread_mutex_unlock(&m->mu);
     return rc;

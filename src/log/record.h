@@ -138,7 +138,7 @@ int cairn__filter_match(const cairn_read_filter_t *f, const cairn_event_t *ev);
 
 /* Validate a batch; sets *bytes to the ring bytes it needs. */
 int cairn__batch_check(const char *stream, size_t stream_len,
-                       const cairn_event_in_t *events, size_t n,
+                       int allow_reserved, const cairn_event_in_t *events, size_t n,
                        const cairn_log_opts_t *o, uint64_t cap,
                        uint64_t *bytes);
 
