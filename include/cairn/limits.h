@@ -68,6 +68,19 @@
  * cache-line slot the producers' space check consults. */
 #define CAIRN_RING_READERS_MAX 64
 
+/* ---- [storage] ------------------------------------------------------------ */
+
+/* Segment roll size (segment_bytes).  Default 64 MiB; minimum 64 KiB;
+ * cap 1 GiB: sealed segments are compressed and read whole. */
+#define CAIRN_SEGMENT_BYTES_DEFAULT (UINT64_C(64) << 20)
+#define CAIRN_SEGMENT_BYTES_MIN (UINT64_C(64) << 10)
+#define CAIRN_SEGMENT_BYTES_CAP (UINT64_C(1) << 30)
+
+/* Longest a memory/os append stays unsynced (sync_interval_ms) when no
+ * sync append forces an earlier fdatasync.  Default 100 ms; cap 60000. */
+#define CAIRN_SYNC_INTERVAL_MS_DEFAULT 100u
+#define CAIRN_SYNC_INTERVAL_MS_CAP 60000u
+
 /* ---- payload guards: [limits] (src/guard) ------------------------------- */
 
 /* Bytes of one payload as received, before any decoding (max_input_bytes).
@@ -97,7 +110,7 @@
  * memory the decoder allocates before producing a byte. */
 #define CAIRN_GUARD_ZSTD_WINDOW_LOG_MAX 23
 /* Open JSON arrays/objects (max_json_depth).  Default 64; cap 1024: the
- * validator keeps 8 bytes of state per level. */
+ * validator keeps 12 bytes of state per level. */
 #define CAIRN_GUARD_MAX_JSON_DEPTH_DEFAULT 64u
 #define CAIRN_GUARD_MAX_JSON_DEPTH_CAP 1024u
 /* Encoded bytes of one JSON string or key between its quotes
@@ -137,12 +150,41 @@
 /* Finite histogram buckets (+Inf is implicit).  Fixed: a histogram shard
  * is a seqlock over 16 + 3 words, three cache lines. */
 #define CAIRN_METRICS_BUCKETS_MAX 16
-/* Write shards per counter/histogram (seqlock provider).  Default: twice
- * the online CPUs rounded to a power of two; cap 64, because every shard
- * of every series is read by each export. */
+/* Write shards per counter/histogram (seqlock provider).  Default: the
+ * online CPUs rounded up to a power of two; cap 64, because every shard of
+ * every series is read by each export and each snapshot. */
 #define CAIRN_METRICS_SHARDS_CAP 64u
 /* One histogram read in this many (per thread) is timed for the read
  * statistics; timing every read would cost more than the read. */
 #define CAIRN_METRICS_READ_TIMING_EVERY 64u
+
+/* ---- state machines and value cells (src/fsm, include/cairn/cell.h) ----- */
+
+/* States and triggers of one definition.  Fixed at 256: the stream table
+ * keeps a bound stream's state in an 8-bit field (include/cairn/table.h),
+ * and a machine's packed word keeps it in its top 8 bits. */
+#define CAIRN_FSM_STATES_MAX 256u
+#define CAIRN_FSM_TRIGGERS_MAX 256u
+/* Bytes of a state or trigger name: a trigger is matched against event
+ * types, so it has the event type's limit. */
+#define CAIRN_FSM_NAME_MAX CAIRN_TYPE_MAX
+/* Lines of one definition and bytes of one line.  Fixed: a definition is
+ * configuration; these bound the parser's memory (a few MiB at most). */
+#define CAIRN_FSM_DEF_LINES_MAX 65536u
+#define CAIRN_FSM_DEF_LINE_MAX 4096u
+/* Bytes of a machine's context.  Fixed at 112 (14 words): the context
+ * lives in a value cell next to the packed word of the transition that
+ * published it (15 words), and is copied under its seqlock on every
+ * transition that carries one, so it is meant for a few fields (prices,
+ * ids, times), not documents. */
+#define CAIRN_FSM_CONTEXT_MAX 112u
+/* One fire in this many (per thread) is timed for the latency statistics:
+ * two clock reads cost about as much as the transition itself.  Default
+ * 64; 1 times every call; cap 65536 (rounded up to a power of two). */
+#define CAIRN_FSM_LATENCY_SAMPLE_DEFAULT 64u
+#define CAIRN_FSM_LATENCY_SAMPLE_CAP 65536u
+/* 64-bit words in one value cell.  Fixed at 15 so a cell (sequence +
+ * words) fills exactly two cache lines. */
+#define CAIRN_CELL_WORDS_MAX 15u
 
 #endif /* CAIRN_LIMITS_H */

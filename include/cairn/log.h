@@ -139,6 +139,23 @@ typedef struct cairn_log_opts {
     cairn_throttle_opts_t throttle;
     uint32_t idle_evict_secs;    /* streams idle this long may be evicted
                                     when the table is full; default 3600 */
+    /* [storage] — durable segments; data_dir NULL keeps the log in
+     * memory only (then only CAIRN_DURABILITY_MEMORY is accepted). */
+    const char *data_dir;
+    uint64_t segment_bytes;      /* roll size; CAIRN_SEGMENT_BYTES_* */
+    uint64_t retention_bytes;    /* sealed bytes kept; 0 = no limit */
+    uint64_t retention_age_secs; /* sealed segments older go; 0 = keep */
+    int compress_sealed;         /* zstd-compress sealed segments */
+    int recovery_truncate;       /* damage inside a sealed segment:
+                                    0 = refuse to open (default),
+                                    1 = truncate the log there */
+    uint32_t sync_interval_ms;   /* fdatasync at least this often while
+                                    memory/os appends are unsynced;
+                                    CAIRN_SYNC_INTERVAL_MS_* */
+    /* Out: when open fails, a line saying why (file and offset for
+     * corruption).  Optional caller buffer. */
+    char *error_detail;
+    size_t error_detail_len;
     /* Monotonic clock in ns for breakers and throttles; NULL = the system
      * clock.  Tests inject their own. */
     uint64_t (*clock_ns)(void *ctx);
@@ -149,8 +166,12 @@ typedef struct cairn_log_opts {
 CAIRN_EXPORT void cairn_log_opts_init(cairn_log_opts_t *opts);
 
 /*
- * Open an in-memory log.  opts may be NULL for defaults.  Returns 0 and
- * *out, CAIRN_EBAD_OPTION for an out-of-range option, -ENOMEM.
+ * Open a log.  opts may be NULL for defaults (in memory).  With a data_dir,
+ * recovers it first: a torn tail is truncated, damage inside a sealed
+ * segment fails with CAIRN_ECORRUPT (opts->error_detail names file and
+ * offset) unless recovery_truncate.  Returns 0 and *out,
+ * CAIRN_EBAD_OPTION for an out-of-range option, CAIRN_ELOCKED when another
+ * process has the directory open, CAIRN_ECORRUPT, -errno, -ENOMEM.
  */
 CAIRN_EXPORT int cairn_log_open(const cairn_log_opts_t *opts,
                                 cairn_log_t **out);
@@ -249,6 +270,26 @@ typedef struct cairn_stream_info {
     uint64_t first_seq;   /* seq of version 1 (0 when the stream is empty) */
     uint64_t last_seq;    /* seq of the current version */
 } cairn_stream_info_t;
+
+typedef struct cairn_log_health {
+    int read_only;          /* 1 once a write or fsync failed */
+    int error;              /* its cause, -errno (-EIO, -ENOSPC, ...) */
+    uint64_t next_seq;      /* the seq the next append gets */
+    uint64_t written_seq;   /* seqs below this are in the page cache */
+    uint64_t durable_seq;   /* seqs below this are fdatasync'd */
+    uint64_t first_seq;     /* the oldest seq still readable */
+    uint32_t segments;      /* segment files */
+    uint64_t disk_bytes;    /* their size */
+    uint64_t fsyncs;        /* fdatasync calls made */
+    uint64_t truncated_bytes; /* torn tail dropped by recovery */
+} cairn_log_health_t;
+
+/* The log's storage state (a snapshot; any thread). */
+CAIRN_EXPORT void cairn_log_health(cairn_log_t *log, cairn_log_health_t *h);
+
+/* Make every event appended so far durable (one fdatasync); 0, or
+ * CAIRN_EREAD_ONLY.  In-memory logs: 0. */
+CAIRN_EXPORT int cairn_log_sync(cairn_log_t *log);
 
 /* A stream's state.  Returns 0, CAIRN_ENOT_FOUND, or a stream-name code. */
 CAIRN_EXPORT int cairn_log_stream_info(cairn_log_t *log, const char *stream,

@@ -53,8 +53,8 @@ int cairn_log_check_event(const cairn_event_in_t *ev, uint32_t max_event_bytes)
                   CAIRN_EMETA_TOO_LONG, CAIRN_EMETA_UTF8);
     if (rc)
         return rc;
-    rc = check_id(ev->causation_id, ev->causation_id_len,
-                  CAIRN_EMETA_TOO_LONG, CAIRN_EMETA_UTF8);
+    rc = check_id(ev->causation_id, ev->causation_id_len, CAIRN_EMETA_TOO_LONG,
+                  CAIRN_EMETA_UTF8);
     if (rc)
         return rc;
     if (ev->payload_len > max_event_bytes)

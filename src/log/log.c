@@ -53,6 +53,8 @@ void cairn_log_opts_init(cairn_log_opts_t *o)
     o->throttle.stream_rate = 0;
     o->throttle.stream_burst = 1;
     o->idle_evict_secs = 3600;
+    o->segment_bytes = CAIRN_SEGMENT_BYTES_DEFAULT;
+    o->sync_interval_ms = CAIRN_SYNC_INTERVAL_MS_DEFAULT;
 }
 
 static int check_opts(const cairn_log_opts_t *o)
@@ -73,7 +75,65 @@ static int check_opts(const cairn_log_opts_t *o)
         return CAIRN_EBAD_OPTION;
     if (o->first_seq < 1)
         return CAIRN_EBAD_OPTION;
+    if (o->data_dir) {
+        if (!o->data_dir[0] || o->segment_bytes < CAIRN_SEGMENT_BYTES_MIN ||
+            o->segment_bytes > CAIRN_SEGMENT_BYTES_CAP ||
+            o->sync_interval_ms < 1 ||
+            o->sync_interval_ms > CAIRN_SYNC_INTERVAL_MS_CAP)
+            return CAIRN_EBAD_OPTION;
+    }
     return 0;
+}
+
+/* Recovery: rebuild each stream's version and seqs, and the idempotency
+ * window, from the records on disk (called in seq order). */
+static int recover_event(void *ctx, const cairn_event_t *ev)
+{
+    cairn_log_t *log = ctx;
+    cairn__stream_t *s;
+    int rc = cairn__table_find(log->table, ev->stream, ev->stream_len, 1, &s);
+    if (rc < 0)
+        return rc;
+    uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+    uint64_t v = st & CAIRN_STATE_VERSION_MASK;
+    /* Versions are contiguous per stream; the first one seen may be above
+     * 1 when retention removed the stream's older events. */
+    if (v != 0 && ev->version != v + 1)
+        return CAIRN_ECORRUPT;
+    atomic_store_explicit(&s->state,
+                          (st & ~CAIRN_STATE_VERSION_MASK) | ev->version,
+                          memory_order_relaxed);
+    if (v == 0)
+        atomic_store_explicit(&s->first_seq, ev->seq, memory_order_relaxed);
+    atomic_store_explicit(&s->last_seq, ev->seq, memory_order_relaxed);
+    if (ev->id_len) {
+        cairn_append_result_t r = {ev->seq, ev->seq, ev->version, 1, 0, 0, 0};
+        cairn__idem_put(log->idem, ev->stream, ev->stream_len, ev->id,
+                        ev->id_len, &r);
+    }
+    return 0;
+}
+
+static void release_lockfree(void *ctx, uint64_t pos, uint64_t seq)
+{
+    cairn_log_t *log = ctx;
+    cairn__ring_release_to(&log->ring, pos, seq);
+}
+
+static void release_mutex(void *ctx, uint64_t pos, uint64_t seq)
+{
+    cairn__mlog_release_to(ctx, pos, seq);
+}
+
+/* The store failed: wake producers blocked on ring space. */
+static void store_failed(void *ctx)
+{
+    cairn_log_t *log = ctx;
+    cairn__ring_close(&log->ring);
+    pthread_mutex_lock(&log->m.mu);
+    log->m.closed = 1;
+    pthread_cond_broadcast(&log->m.space);
+    pthread_mutex_unlock(&log->m.mu);
 }
 
 int cairn_log_open(const cairn_log_opts_t *opts, cairn_log_t **out)
@@ -94,23 +154,45 @@ int cairn_log_open(const cairn_log_opts_t *opts, cairn_log_t **out)
     while (cap < (uint64_t)o.buffer_size_mb << 20)
         cap <<= 1;
     cairn_table_opts_t to = {o.max_endpoints, o.enhanced_mode};
+    uint64_t next_seq = o.first_seq;
     if ((rc = cairn_table_open(&to, &log->table)) < 0 ||
-        (rc = cairn__idem_open(o.idempotency_window, &log->idem)) < 0 ||
-        (rc = cairn__ring_init(&log->ring, cap, o.first_seq)) < 0) {
-        cairn_table_close(log->table);
-        cairn__idem_close(log->idem);
-        free(log);
-        return rc;
-    }
+        (rc = cairn__idem_open(o.idempotency_window, &log->idem)) < 0)
+        goto fail;
+    if (o.data_dir &&
+        (rc = cairn__store_open(&o, recover_event, log, &next_seq, &log->store,
+                                o.error_detail, o.error_detail_len)) < 0)
+        goto fail;
+    /* The ring starts where the recovered log ends. */
+    log->o.first_seq = next_seq;
+    if ((rc = cairn__ring_init(&log->ring, cap, next_seq)) < 0)
+        goto fail;
     cairn__mlog_init(log);
+    if (log->store && (rc = cairn__store_start(
+                           log->store, &log->ring, 0, next_seq,
+                           o.enhanced_mode ? release_lockfree : release_mutex,
+                           store_failed, log)) < 0) {
+        cairn__store_close(log->store);
+        log->store = NULL;
+        cairn__mlog_destroy(log);
+        cairn__ring_destroy(&log->ring);
+        goto fail;
+    }
     *out = log;
     return 0;
+fail:
+    cairn__store_close(log->store);
+    cairn_table_close(log->table);
+    cairn__idem_close(log->idem);
+    free(log);
+    return rc;
 }
 
 void cairn_log_close(cairn_log_t *log)
 {
     if (!log)
         return;
+    /* The writer drains and syncs everything committed before it stops. */
+    cairn__store_close(log->store);
     cairn__ring_close(&log->ring);
     cairn__mlog_destroy(log);
     cairn__ring_destroy(&log->ring);
@@ -147,7 +229,7 @@ static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
         uint64_t size = cairn__rec_size(stream_len, &events[i]);
         int64_t t = events[i].time_ns ? events[i].time_ns : now;
         cairn__rec_write(p, size, stream, stream_len, &events[i], c->seq + i,
-                         first_version + i, t);
+                         first_version + i, t, i + 1 < n);
         /* Records after the first are published by the first record's
          * release below, so relaxed stores suffice for their tags. */
         if (i > 0)
@@ -161,6 +243,18 @@ static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
      * reader's acquire of this tag. */
     atomic_store_explicit(&first->tag, cairn__ring_tag(r, c->pos),
                           memory_order_release);
+}
+
+/* After the ring: wait for the durability asked for.  A ring closed
+ * under us because storage failed reads as CAIRN_EREAD_ONLY. */
+static int finish_append(cairn_log_t *log, int rc, cairn_durability_t d,
+                         cairn_append_result_t *res)
+{
+    if (rc == CAIRN_ECLOSED && log->store && cairn__store_failed(log->store))
+        return CAIRN_EREAD_ONLY;
+    if (rc < 0 || !log->store || d == CAIRN_DURABILITY_MEMORY)
+        return rc;
+    return cairn__store_wait(log->store, res->last_seq, d);
 }
 
 int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
@@ -181,8 +275,10 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
     if (expected < CAIRN_EXPECT_EXISTS)
         return CAIRN_EBAD_EXPECTED;
     if ((unsigned)durability > CAIRN_DURABILITY_SYNC ||
-        durability != CAIRN_DURABILITY_MEMORY)
+        (!log->store && durability != CAIRN_DURABILITY_MEMORY))
         return CAIRN_EBAD_DURABILITY; /* no data directory: memory only */
+    if (log->store && cairn__store_failed(log->store))
+        return CAIRN_EREAD_ONLY;
     uint64_t bytes;
     int rc = cairn__batch_check(stream, stream_len,
                                 flags & CAIRN__APPEND_ALLOW_RESERVED, events, n,
@@ -193,9 +289,11 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
     rc = cairn__table_find(log->table, stream, stream_len, 1, &s);
     if (rc)
         return rc;
-    if (!log->o.enhanced_mode)
-        return cairn__mlog_append(log, s, stream, stream_len, events, n, bytes,
-                                  expected, res);
+    if (!log->o.enhanced_mode) {
+        rc = cairn__mlog_append(log, s, stream, stream_len, events, n, bytes,
+                                expected, res);
+        return finish_append(log, rc, durability, res);
+    }
 
     const int has_id = events[0].id_len > 0;
     const uint64_t deadline =
@@ -209,7 +307,7 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
              * result, not a conflict its own first attempt caused. */
             if (has_id && cairn__idem_find(log->idem, stream, stream_len,
                                            events[0].id, events[0].id_len, res))
-                return 0;
+                return finish_append(log, 0, durability, res);
             res->actual_version = v;
             return CAIRN_EVERSION_CONFLICT;
         }
@@ -225,14 +323,14 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
                                    events[0].id_len, res)) {
         atomic_fetch_and_explicit(&s->state, ~CAIRN_STATE_BUSY,
                                   memory_order_release);
-        return 0;
+        return finish_append(log, 0, durability, res);
     }
     cairn__claim_t c;
     rc = cairn__ring_claim(&log->ring, bytes, (uint32_t)n, deadline, &c);
     if (rc < 0) {
         atomic_fetch_and_explicit(&s->state, ~CAIRN_STATE_BUSY,
                                   memory_order_release);
-        return rc;
+        return finish_append(log, rc, durability, res);
     }
     res->first_seq = c.seq;
     res->last_seq = c.seq + n - 1;
@@ -250,53 +348,47 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
                               memory_order_release);
     write_batch(&log->ring, &c, stream, stream_len, events, n, v + 1,
                 cairn__wall_ns());
-    return 0;
+    return finish_append(log, 0, durability, res);
 }
 
-/* ---- reads --------------------------------------------------------------- */
+/* ---- reads ---------------------------------------------------------------
+ *
+ * An iterator reads the ring while what it wants is still there, and the
+ * segments (durable logs) otherwise.  It moves from segments to the ring
+ * by pinning a ring reader at the drain point D: if D is at or before the
+ * next seq it wants, every later record is pinned in the ring and it
+ * switches; if not, the records in between were released, which happens
+ * only after they are written, so it reads them from the segments first.
+ */
 
-int cairn_log_iter_open(cairn_log_t *log, const cairn_read_filter_t *filter,
-                        cairn_log_iter_t **out)
+static int ring_pin(cairn_log_iter_t *it, uint64_t *seq)
 {
-    cairn_read_filter_t none;
-    if (!filter) {
-        memset(&none, 0, sizeof none);
-        filter = &none;
-    }
-    if ((filter->stream && filter->stream_len == 0) ||
-        (filter->ntypes && (!filter->types || !filter->type_lens)))
-        return CAIRN_EBAD_FILTER;
-    cairn_log_iter_t *it = calloc(1, sizeof *it);
-    if (!it)
-        return -ENOMEM;
-    it->log = log;
-    it->f = *filter;
-    it->from_seq = filter->from_seq;
+    cairn_log_t *log = it->log;
     int rc;
     if (log->o.enhanced_mode) {
-        uint64_t seq;
-        rc = cairn__ring_reader_open(&log->ring, &it->pos, &seq);
+        rc = cairn__ring_reader_open(&log->ring, &it->pos, seq);
         if (rc >= 0) {
             it->slot = rc;
-            it->next_seq = seq;
             rc = 0;
         }
     } else {
-        rc = cairn__mlog_iter_open(log, it);
+        rc = cairn__mlog_iter_open(log, it, seq);
     }
-    if (rc < 0) {
-        free(it);
-        return rc;
-    }
-    if (it->from_seq && it->from_seq < it->next_seq) {
-        cairn_log_iter_close(it);
-        return CAIRN_EEXPIRED;
-    }
-    *out = it;
-    return 0;
+    return rc;
 }
 
-int cairn_log_iter_next(cairn_log_iter_t *it, cairn_event_t *ev)
+static void ring_unpin(cairn_log_iter_t *it)
+{
+    if (it->slot < 0)
+        return;
+    if (it->log->o.enhanced_mode)
+        cairn__ring_reader_close(&it->log->ring, it->slot);
+    else
+        cairn__mlog_iter_close(it);
+    it->slot = -1;
+}
+
+static int ring_next(cairn_log_iter_t *it, cairn_event_t *ev)
 {
     cairn_log_t *log = it->log;
     if (!log->o.enhanced_mode)
@@ -322,6 +414,84 @@ int cairn_log_iter_next(cairn_log_iter_t *it, cairn_event_t *ev)
     }
 }
 
+int cairn_log_iter_open(cairn_log_t *log, const cairn_read_filter_t *filter,
+                        cairn_log_iter_t **out)
+{
+    cairn_read_filter_t none;
+    if (!filter) {
+        memset(&none, 0, sizeof none);
+        filter = &none;
+    }
+    if ((filter->stream && filter->stream_len == 0) ||
+        (filter->ntypes && (!filter->types || !filter->type_lens)))
+        return CAIRN_EBAD_FILTER;
+    cairn_log_iter_t *it = calloc(1, sizeof *it);
+    if (!it)
+        return -ENOMEM;
+    it->log = log;
+    it->f = *filter;
+    it->from_seq = filter->from_seq;
+    it->slot = -1;
+    uint64_t seq = 0;
+    int rc = 0;
+    if (!log->store || filter->from_seq) {
+        /* Try the ring first: it holds the newest events. */
+        rc = ring_pin(it, &seq);
+        if (rc == 0 && !log->store && it->from_seq && it->from_seq < seq)
+            rc = CAIRN_EEXPIRED;
+        if (rc == 0 && log->store && (!it->from_seq || it->from_seq < seq))
+            ring_unpin(it); /* what we want has left the ring */
+        else if (rc == 0)
+            it->next_seq = seq > it->from_seq ? seq : it->from_seq;
+    }
+    if (rc == 0 && log->store && it->slot < 0) {
+        rc = cairn__store_cursor_open(log->store, it->from_seq,
+                                      it->from_seq ? 0 : filter->time_from_ns,
+                                      &it->sc);
+        if (rc == 0)
+            it->next_seq = cairn__store_cursor_seq(it->sc);
+    }
+    if (rc < 0) {
+        ring_unpin(it);
+        free(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
+int cairn_log_iter_next(cairn_log_iter_t *it, cairn_event_t *ev)
+{
+    for (int tries = 0; it->sc; tries++) {
+        int rc = cairn__store_cursor_next(it->sc, ev);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            it->next_seq = ev->seq + 1;
+            if (ev->seq >= it->from_seq && cairn__filter_match(&it->f, ev))
+                return 1;
+            tries = 0;
+            continue;
+        }
+        /* At the written end of the segments: try the ring. */
+        uint64_t seq;
+        rc = ring_pin(it, &seq);
+        if (rc < 0)
+            return rc;
+        if (seq <= it->next_seq) {
+            cairn__store_cursor_close(it->sc);
+            it->sc = NULL;
+            if (it->from_seq < it->next_seq)
+                it->from_seq = it->next_seq;
+            break;
+        }
+        ring_unpin(it); /* newer records were written meanwhile */
+        if (tries >= 2)
+            return 0;
+    }
+    return ring_next(it, ev);
+}
+
 uint64_t cairn_log_iter_position(const cairn_log_iter_t *it)
 {
     return it->next_seq > it->from_seq ? it->next_seq : it->from_seq;
@@ -331,15 +501,15 @@ void cairn_log_iter_close(cairn_log_iter_t *it)
 {
     if (!it)
         return;
-    if (it->log->o.enhanced_mode)
-        cairn__ring_reader_close(&it->log->ring, it->slot);
-    else
-        cairn__mlog_iter_close(it);
+    ring_unpin(it);
+    cairn__store_cursor_close(it->sc);
     free(it);
 }
 
 int cairn_log_release(cairn_log_t *log, uint64_t upto_seq)
 {
+    if (log->store)
+        return 0; /* the storage writer releases what it has written */
     if (log->o.enhanced_mode)
         cairn__ring_release(&log->ring, upto_seq);
     else
@@ -358,6 +528,8 @@ uint64_t cairn_log_next_seq(cairn_log_t *log)
 
 uint64_t cairn_log_first_seq(cairn_log_t *log)
 {
+    if (log->store)
+        return cairn__store_first_seq(log->store);
     if (!log->o.enhanced_mode)
         return cairn__mlog_first_seq(log);
     return atomic_load_explicit(&log->ring.drain_seq, memory_order_acquire);
@@ -381,4 +553,24 @@ int cairn_log_stream_info(cairn_log_t *log, const char *stream,
     out->first_seq = atomic_load_explicit(&s->first_seq, memory_order_relaxed);
     out->last_seq = atomic_load_explicit(&s->last_seq, memory_order_relaxed);
     return 0;
+}
+
+void cairn_log_health(cairn_log_t *log, cairn_log_health_t *h)
+{
+    memset(h, 0, sizeof *h);
+    h->next_seq = cairn_log_next_seq(log);
+    if (log->store) {
+        cairn__store_health(log->store, h);
+    } else {
+        h->written_seq = h->durable_seq = 0;
+        h->first_seq = cairn_log_first_seq(log);
+    }
+}
+
+int cairn_log_sync(cairn_log_t *log)
+{
+    if (!log->store)
+        return 0;
+    uint64_t next = cairn_log_next_seq(log);
+    return cairn__store_sync(log->store, next > 1 ? next - 1 : 0);
 }

@@ -9,13 +9,15 @@
 #include "internal/table.h"
 #include "log/idem.h"
 #include "log/ring.h"
+#include "storage/store.h"
 
 struct cairn_log_iter {
     cairn_log_t *log;
-    int slot;           /* reader slot pinning our position */
-    uint64_t pos;       /* next record position */
+    int slot;           /* ring reader slot pinning pos, or -1 */
+    uint64_t pos;       /* next ring record position (slot >= 0) */
     uint64_t from_seq;  /* skip records before this seq */
-    uint64_t next_seq;  /* seq of the record at pos, once known */
+    uint64_t next_seq;  /* the seq the iterator examines next */
+    cairn__seg_cursor_t *sc; /* reading segments (durable logs), or NULL */
     cairn_read_filter_t f;
 };
 
@@ -36,6 +38,7 @@ struct cairn_log {
     cairn__ring_t ring; /* memory and record format shared by both twins;
                            the lock-free protocol only when enhanced */
     cairn__log_mutex_t m;
+    cairn__store_t *store; /* durable segments, or NULL (memory only) */
 };
 
 /* cairn__log_append_ex flags. */
@@ -54,7 +57,12 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
                        const cairn_event_in_t *events, size_t n,
                        uint64_t bytes, int64_t expected,
                        cairn_append_result_t *res);
-int cairn__mlog_iter_open(cairn_log_t *log, cairn_log_iter_t *it);
+/* Pin a twin reader at the drain point: sets it->slot and it->pos and
+ * returns the pinned seq in *seq. */
+int cairn__mlog_iter_open(cairn_log_t *log, cairn_log_iter_t *it,
+                          uint64_t *seq);
+/* The writer consumed everything before (pos, seq). */
+void cairn__mlog_release_to(cairn_log_t *log, uint64_t pos, uint64_t seq);
 int cairn__mlog_iter_next(cairn_log_iter_t *it, cairn_event_t *ev);
 void cairn__mlog_iter_close(cairn_log_iter_t *it);
 void cairn__mlog_release(cairn_log_t *log, uint64_t upto);

@@ -83,6 +83,8 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s, const char *stream,
      * or change this stream's version meanwhile: re-check both after every
      * wait. */
     while (m->head_pos + bytes > free_pos_locked(m) + r->cap) {
+        if (log->store)
+            cairn__store_kick(log->store);
         if (m->closed) {
             rc = CAIRN_ECLOSED;
             goto out;
@@ -112,16 +114,23 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s, const char *stream,
     int64_t now = cairn__wall_ns();
     uint64_t pos = m->head_pos;
     uint8_t *p = cairn__ring_at(r, pos);
+    cairn__rec_hdr_t *first = (cairn__rec_hdr_t *)p;
     for (size_t i = 0; i < n; i++) {
         uint64_t size = cairn__rec_size(stream_len, &events[i]);
-        cairn__rec_write(p, size, stream, stream_len, &events[i],
-                         m->head_seq + i, v + 1 + i,
-                         events[i].time_ns ? events[i].time_ns : now);
-        atomic_store_explicit(&((cairn__rec_hdr_t *)p)->tag,
-                              cairn__ring_tag(r, pos), memory_order_relaxed);
+        cairn__rec_write(
+            p, size, stream, stream_len, &events[i], m->head_seq + i, v + 1 + i,
+            events[i].time_ns ? events[i].time_ns : now, i + 1 < n);
+        if (i > 0)
+            atomic_store_explicit(&((cairn__rec_hdr_t *)p)->tag,
+                                  cairn__ring_tag(r, pos),
+                                  memory_order_relaxed);
         p += size;
         pos += size;
     }
+    /* Release, first record last: the storage writer reads records by
+     * their tags without this mutex, and must see the batch whole. */
+    atomic_store_explicit(&first->tag, cairn__ring_tag(r, m->head_pos),
+                          memory_order_release);
     res->first_seq = m->head_seq;
     res->last_seq = m->head_seq + n - 1;
     res->version = v + n;
@@ -140,7 +149,7 @@ out:
     return rc;
 }
 
-int cairn__mlog_iter_open(cairn_log_t *log, cairn_log_iter_t *it)
+int cairn__mlog_iter_open(cairn_log_t *log, cairn_log_iter_t *it, uint64_t *seq)
 {
     cairn__log_mutex_t *m = &log->m;
     int rc = CAIRN_ETOO_MANY_READERS;
@@ -150,7 +159,7 @@ int cairn__mlog_iter_open(cairn_log_t *log, cairn_log_iter_t *it)
             m->readers[i] = m->drain_pos;
             it->slot = i;
             it->pos = m->drain_pos;
-            it->next_seq = m->drain_seq;
+            *seq = m->drain_seq;
             rc = 0;
             break;
         }
@@ -186,6 +195,16 @@ void cairn__mlog_iter_close(cairn_log_iter_t *it)
     cairn__log_mutex_t *m = &it->log->m;
     pthread_mutex_lock(&m->mu);
     m->readers[it->slot] = CAIRN__READER_FREE;
+    pthread_cond_broadcast(&m->space);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn__mlog_release_to(cairn_log_t *log, uint64_t pos, uint64_t seq)
+{
+    cairn__log_mutex_t *m = &log->m;
+    pthread_mutex_lock(&m->mu);
+    m->drain_pos = pos;
+    m->drain_seq = seq;
     pthread_cond_broadcast(&m->space);
     pthread_mutex_unlock(&m->mu);
 }

@@ -16,7 +16,8 @@
  *   42   1   id_len       0..128
  *   43   1   corr_len     0..128
  *   44   1   caus_len     0..128
- *   45   1   flags        bit 0: payload is JSON
+ *   45   1   flags        bit 0: payload is JSON; bit 1: more records of
+ *                         the same append batch follow (all but the last)
  *   46   2   reserved     0
  *   48   ..  stream, type, id, correlation id, causation id, payload,
  *            then zero padding to the next multiple of 8
@@ -31,6 +32,7 @@
 #include "cairn/log.h"
 
 #define CAIRN__REC_HDR 48u
+#define CAIRN__REC_BATCH_MORE 0x2u
 
 typedef struct cairn__rec_hdr {
     _Atomic uint64_t tag;
@@ -65,7 +67,8 @@ static inline uint64_t cairn__rec_size(size_t stream_len,
 static inline void cairn__rec_write(uint8_t *p, uint64_t rec_len,
                                     const char *stream, size_t stream_len,
                                     const cairn_event_in_t *ev, uint64_t seq,
-                                    uint64_t version, int64_t time_ns)
+                                    uint64_t version, int64_t time_ns,
+                                    int more)
 {
     cairn__rec_hdr_t *h = (cairn__rec_hdr_t *)p;
     h->rec_len = (uint32_t)rec_len;
@@ -78,7 +81,8 @@ static inline void cairn__rec_write(uint8_t *p, uint64_t rec_len,
     h->id_len = (uint8_t)ev->id_len;
     h->corr_len = (uint8_t)ev->correlation_id_len;
     h->caus_len = (uint8_t)ev->causation_id_len;
-    h->flags = (uint8_t)(ev->flags & CAIRN_EVENT_JSON);
+    h->flags = (uint8_t)((ev->flags & CAIRN_EVENT_JSON) |
+                         (more ? CAIRN__REC_BATCH_MORE : 0));
     h->reserved = 0;
     uint8_t *b = p + CAIRN__REC_HDR;
     memcpy(b, stream, stream_len);
@@ -113,7 +117,7 @@ static inline void cairn__rec_decode(const uint8_t *p, cairn_event_t *ev)
     ev->seq = h->seq;
     ev->version = h->version;
     ev->time_ns = h->time_ns;
-    ev->flags = h->flags;
+    ev->flags = h->flags & CAIRN_EVENT_JSON;
     ev->stream_len = h->stream_len;
     ev->stream = b;
     b += h->stream_len;

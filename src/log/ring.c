@@ -82,8 +82,7 @@ int cairn__ring_init(cairn__ring_t *r, uint64_t cap, uint64_t first_seq)
     }
     /* MAP_POPULATE: fault the ring in now, not on the append path. */
     if (mmap(base, cap, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
-             0) == MAP_FAILED ||
+             MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0) == MAP_FAILED ||
         mmap(base + cap, cap, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
              fd, 0) == MAP_FAILED) {
         int e = errno;
@@ -127,9 +126,8 @@ void cairn__ring_destroy(cairn__ring_t *r)
 
 /* Recover (position, seq) from a claim word value w, given reference
  * values that are <= the true ones and within 2^32 units / seqs. */
-static inline void decode_claim(uint64_t w, uint64_t ref_pos,
-                                uint64_t ref_seq, uint64_t *pos,
-                                uint64_t *seq)
+static inline void decode_claim(uint64_t w, uint64_t ref_pos, uint64_t ref_seq,
+                                uint64_t *pos, uint64_t *seq)
 {
     uint64_t s = ref_seq + (uint32_t)((uint32_t)w - (uint32_t)ref_seq);
     uint32_t units = (uint32_t)(w >> 32) - (uint32_t)(s >> 32);
@@ -149,9 +147,9 @@ void cairn__ring_head(cairn__ring_t *r, uint64_t *pos, uint64_t *seq)
 static void store_max(_Atomic uint64_t *a, uint64_t v)
 {
     uint64_t cur = atomic_load_explicit(a, memory_order_relaxed);
-    while (cur < v && !atomic_compare_exchange_weak_explicit(
-                          a, &cur, v, memory_order_release,
-                          memory_order_relaxed))
+    while (cur < v &&
+           !atomic_compare_exchange_weak_explicit(
+               a, &cur, v, memory_order_release, memory_order_relaxed))
         ;
 }
 
@@ -165,8 +163,8 @@ static void recompute_free(cairn__ring_t *r)
 {
     uint64_t m = atomic_load_explicit(&r->drain_pos, memory_order_seq_cst);
     for (int i = 0; i < CAIRN_RING_READERS_MAX; i++) {
-        uint64_t p = atomic_load_explicit(&r->readers[i].pos,
-                                          memory_order_seq_cst);
+        uint64_t p =
+            atomic_load_explicit(&r->readers[i].pos, memory_order_seq_cst);
         if (p < m)
             m = p;
     }
@@ -182,8 +180,8 @@ static inline int has_space(cairn__ring_t *r, uint64_t end)
 {
     /* Acquire pairs with store_max's release: whatever the consumer and
      * readers did with the freed bytes happened before we overwrite. */
-    return end <= atomic_load_explicit(&r->free_pos, memory_order_acquire) +
-                      r->cap;
+    return end <=
+           atomic_load_explicit(&r->free_pos, memory_order_acquire) + r->cap;
 }
 
 /* Wait until [.., end) is free.  With can_fail, give up at deadline. */
@@ -199,6 +197,8 @@ static int wait_space(cairn__ring_t *r, uint64_t end, uint64_t deadline_ns,
         recompute_free(r);
         if (has_space(r, end))
             return 0;
+        if (r->starved)
+            r->starved(r->starved_ctx);
         if (atomic_load_explicit(&r->closed, memory_order_acquire))
             return CAIRN_ECLOSED;
         uint64_t now = cairn__mono_ns();
@@ -227,8 +227,8 @@ int cairn__ring_claim(cairn__ring_t *r, uint64_t bytes, uint32_t nseq,
     uint64_t rp = atomic_load_explicit(&r->drain_pos, memory_order_acquire);
     uint64_t rs = atomic_load_explicit(&r->drain_seq, memory_order_acquire);
     uint64_t head, seq;
-    decode_claim(atomic_load_explicit(&r->claim, memory_order_relaxed), rp,
-                 rs, &head, &seq);
+    decode_claim(atomic_load_explicit(&r->claim, memory_order_relaxed), rp, rs,
+                 &head, &seq);
     if (!has_space(r, head + bytes)) {
         int rc = wait_space(r, head + bytes, deadline_ns, 1);
         if (rc < 0)
@@ -260,9 +260,9 @@ int cairn__ring_reader_open(cairn__ring_t *r, uint64_t *pos, uint64_t *seq)
     uint64_t d = atomic_load_explicit(&r->drain_pos, memory_order_relaxed);
     for (int i = 0; i < CAIRN_RING_READERS_MAX; i++) {
         uint64_t expect = CAIRN__READER_FREE;
-        if (atomic_compare_exchange_strong_explicit(
-                &r->readers[i].pos, &expect, d, memory_order_seq_cst,
-                memory_order_relaxed)) {
+        if (atomic_compare_exchange_strong_explicit(&r->readers[i].pos, &expect,
+                                                    d, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
             *pos = d;
             *seq = atomic_load_explicit(&r->drain_seq, memory_order_relaxed);
             rc = i;
@@ -302,6 +302,22 @@ uint64_t cairn__ring_release(cairn__ring_t *r, uint64_t upto)
     pthread_mutex_unlock(&r->release_lock);
     recompute_free(r);
     return seq;
+}
+
+void cairn__ring_release_to(cairn__ring_t *r, uint64_t pos, uint64_t seq)
+{
+    pthread_mutex_lock(&r->release_lock);
+    atomic_store_explicit(&r->drain_seq, seq, memory_order_seq_cst);
+    atomic_store_explicit(&r->drain_pos, pos, memory_order_seq_cst);
+    pthread_mutex_unlock(&r->release_lock);
+    recompute_free(r);
+}
+
+void cairn__ring_on_starved(cairn__ring_t *r, cairn__ring_starved_fn fn,
+                            void *ctx)
+{
+    r->starved = fn;
+    r->starved_ctx = ctx;
 }
 
 void cairn__ring_close(cairn__ring_t *r)

@@ -11,6 +11,10 @@
 #define CAIRN__CACHELINE 64
 #define CAIRN__READER_FREE UINT64_MAX
 
+/* Called (from the space-wait slow path) when producers are blocked on a
+ * full ring, so a sleeping consumer can be woken.  Set once before use. */
+typedef void (*cairn__ring_starved_fn)(void *ctx);
+
 typedef struct cairn__ring_reader {
     _Atomic uint64_t pos; /* pinned position, or CAIRN__READER_FREE */
     char pad_[CAIRN__CACHELINE - sizeof(uint64_t)];
@@ -41,6 +45,8 @@ typedef struct cairn__ring {
     pthread_mutex_t wait_lock;
     pthread_cond_t wait_cond;
     pthread_mutex_t release_lock;
+    cairn__ring_starved_fn starved;
+    void *starved_ctx;
 } cairn__ring_t;
 
 /* A claimed region. */
@@ -94,6 +100,14 @@ void cairn__ring_reader_close(cairn__ring_t *r, int slot);
 /* Mark every committed record up to and including seq upto as consumed,
  * and free the space no reader pins.  Returns the new drain seq. */
 uint64_t cairn__ring_release(cairn__ring_t *r, uint64_t upto);
+
+/* The single consumer (the storage writer) has consumed everything before
+ * position pos, whose record has seq seq: move the drain point there
+ * directly, without walking, and free the space no reader pins. */
+void cairn__ring_release_to(cairn__ring_t *r, uint64_t pos, uint64_t seq);
+
+void cairn__ring_on_starved(cairn__ring_t *r, cairn__ring_starved_fn fn,
+                            void *ctx);
 
 /* Wake producers waiting for space and fail their waits: the ring is
  * closing. */
