@@ -291,6 +291,23 @@ CAIRN_EXPORT void cairn_log_health(cairn_log_t *log, cairn_log_health_t *h);
  * CAIRN_EREAD_ONLY.  In-memory logs: 0. */
 CAIRN_EXPORT int cairn_log_sync(cairn_log_t *log);
 
+typedef struct cairn_verify_report {
+    uint64_t segments;  /* segment files checked */
+    uint64_t records;   /* records checked */
+    uint64_t streams;   /* distinct streams seen */
+    uint64_t first_seq; /* the oldest seq on disk */
+    uint64_t next_seq;  /* the seq after the newest */
+    char problem[1024]; /* the first problem: "<file>: offset <n>: what" */
+} cairn_verify_report_t;
+
+/*
+ * Check a data directory offline (it must not be open for writing): every
+ * segment header and record CRC, seq continuity, complete batches,
+ * contiguous per-stream versions.  Returns 0 when clean, CAIRN_ECORRUPT
+ * with r->problem naming file and offset, or -errno (r->problem says why).
+ */
+CAIRN_EXPORT int cairn_log_verify(const char *dir, cairn_verify_report_t *r);
+
 /* A stream's state.  Returns 0, CAIRN_ENOT_FOUND, or a stream-name code. */
 CAIRN_EXPORT int cairn_log_stream_info(cairn_log_t *log, const char *stream,
                                        size_t stream_len,

@@ -7,5 +7,6 @@ void cairn_cli_error(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 int cairn_cmd_bench(int argc, char **argv);
+int cairn_cmd_verify(int argc, char **argv);
 
 #endif

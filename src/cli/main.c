@@ -40,6 +40,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"bench", cairn_cmd_bench, "run the benchmark suite"},
+    {"verify", cairn_cmd_verify, "check a data directory offline"},
     {"version", cmd_version, "print the version"},
 };
 
