@@ -1,4 +1,6 @@
 /* The benchmark suites `cairn bench` runs, in order.  One line per suite:
  * X(name) means bench/bench_<name>.c defines cairn_bench_suite_<name>(). */
 #define CAIRN_BENCH_SUITES(X)                                                  \
-    X(log)
+    X(log)                                                                     \
+    X(metrics)                                                                 \
+    X(fsm)

@@ -74,6 +74,10 @@ extern "C" {
     X(BAD_OUTCOME, -1103, "outcome is not success or failure")                 \
     X(BAD_BREAKER_STATE, -1104, "breaker state is not closed, open or "       \
                                 "half_open")                                   \
+    X(THROTTLE_BATCH, -1105,                                                   \
+      "batch is larger than stream_burst: the throttle can never admit it")    \
+    X(STALE_OUTCOME, -1106,                                                    \
+      "outcome's breaker epoch is not current; breaker unchanged")             \
     X(GUARD_TOO_LARGE, -1200, "payload is larger than allowed")                \
     X(GUARD_BOMB_RATIO, -1201,                                                 \
       "decompression exceeded max_compression_ratio")                          \
@@ -122,6 +126,8 @@ extern "C" {
                                 "retention")                                   \
     X(PROJECTION_UNKNOWN, -1504, "unknown projection")                         \
     X(TIMEOUT, -1505, "timed out")                                             \
+    X(FSM_UNKNOWN_NAME, -1506,                                                 \
+      "name is not a state or trigger of the state machine")                  \
     X(CONFIG_KEY, -1600, "unknown configuration key")                          \
     X(CONFIG_VALUE, -1601, "bad configuration value")                          \
     X(CONFIG_FILE, -1602, "configuration file cannot be read")

@@ -47,8 +47,8 @@
 #define CAIRN_BUFFER_SIZE_MB_CAP 4096u
 
 /* Distinct streams tracked (max_endpoints).  Default 100000.  Cap 16777216:
- * the table is allocated up front at 2x slots of 64 bytes each (2 GiB at
- * the cap). */
+ * the table is reserved up front at 2x slots of 128 bytes each (4 GiB of
+ * address space at the cap, touched only as streams arrive). */
 #define CAIRN_MAX_ENDPOINTS_DEFAULT 100000u
 #define CAIRN_MAX_ENDPOINTS_CAP (1u << 24)
 
@@ -157,6 +157,57 @@
 /* One histogram read in this many (per thread) is timed for the read
  * statistics; timing every read would cost more than the read. */
 #define CAIRN_METRICS_READ_TIMING_EVERY 64u
+
+/* ---- stream guard state: [breaker], [throttle], eviction (src/table) --- */
+
+/* Failures within the window that open a breaker (failure_threshold).
+ * Default 5; 0 turns automatic opening off; cap 255: the closed-state
+ * failure count is an 8-bit field of the breaker word. */
+#define CAIRN_BREAKER_FAILURE_THRESHOLD_DEFAULT 5u
+#define CAIRN_BREAKER_FAILURE_THRESHOLD_CAP 255u
+/* failure_window_secs and recovery_timeout_secs.  Defaults 60 and 30;
+ * minimum 1; cap 86400 (a day): the breaker clock ticks every 2^24 ns, and
+ * a window of days is a count of old failures, not a breaker. */
+#define CAIRN_BREAKER_WINDOW_SECS_DEFAULT 60u
+#define CAIRN_BREAKER_RECOVERY_SECS_DEFAULT 30u
+#define CAIRN_BREAKER_SECS_CAP 86400u
+/* Probes admitted while half-open (half_open_max_requests).  Default 3;
+ * minimum 1; cap 15: admitted and succeeded probes are 4-bit fields. */
+#define CAIRN_BREAKER_HALF_OPEN_MAX_DEFAULT 3u
+#define CAIRN_BREAKER_HALF_OPEN_MAX_CAP 15u
+/* success_threshold: in (0, 1]; default 0.8.  The breaker closes after
+ * ceil(success_threshold x half_open_max_requests) probe successes. */
+
+/* Events per second per stream (stream_rate).  Default 0 (off); cap 10^9:
+ * the emission interval T = 10^9 / rate ns must be at least 1 ns. */
+#define CAIRN_THROTTLE_RATE_CAP 1000000000u
+/* Events admitted at once (stream_burst).  Default 1; minimum 1; cap
+ * 1000000, so the tolerance T x burst stays far inside the 63-bit TAT. */
+#define CAIRN_THROTTLE_BURST_DEFAULT 1u
+#define CAIRN_THROTTLE_BURST_CAP 1000000u
+
+/* Idle time after which a stream may be evicted from a full table
+ * (idle_evict_secs).  Default 3600; 0 never evicts; cap 31536000 (a
+ * year). */
+#define CAIRN_IDLE_EVICT_SECS_DEFAULT 3600u
+#define CAIRN_IDLE_EVICT_SECS_CAP 31536000u
+/* Slots one eviction attempt examines before giving up with
+ * CAIRN_ETABLE_FULL.  Fixed: bounds the latency a new stream name adds;
+ * the scan resumes where the last one stopped. */
+#define CAIRN_EVICT_SCAN_MAX 4096u
+/* Streams evicted per attempt, so the next inserts find room at once. */
+#define CAIRN_EVICT_BATCH 8u
+/* Bits of the evicted-names filter per max_endpoints entry.  Fixed: 16
+ * bits with 4 probes keep false positives (which only cost a log scan)
+ * near 0.2 % while up to max_endpoints names have been evicted. */
+#define CAIRN_EVICT_BLOOM_BITS_PER_ENDPOINT 16u
+
+/* $audit events per second for the whole log, and the burst.  Fixed: an
+ * attack that flips breakers or throttles on many streams must not turn
+ * into an equal flood of audit events; the rest are counted as
+ * suppressed and the count is carried by the next event written. */
+#define CAIRN_AUDIT_RATE 100u
+#define CAIRN_AUDIT_BURST 100u
 
 /* ---- state machines and value cells (src/fsm, include/cairn/cell.h) ----- */
 
