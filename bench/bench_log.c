@@ -116,7 +116,7 @@ static void *ring_thread(void *arg)
                 *c->mu_head += size;
                 *c->mu_seq += 1;
                 cl.ptr = cairn__ring_at(r, cl.pos);
-                cairn__rec_write(cl.ptr, size, stream, 6, &ev, cl.seq, 1, 1, 0);
+                cairn__rec_write(cl.ptr, size, stream, 6, &ev, cl.seq, 1, 1, 0, 0);
                 atomic_store_explicit(&((cairn__rec_hdr_t *)cl.ptr)->tag,
                                       cairn__ring_tag(r, cl.pos),
                                       memory_order_release);
@@ -126,7 +126,7 @@ static void *ring_thread(void *arg)
                     fprintf(stderr, "cairn: bench: ring claim failed\n");
                     exit(1);
                 }
-                cairn__rec_write(cl.ptr, size, stream, 6, &ev, cl.seq, 1, 1, 0);
+                cairn__rec_write(cl.ptr, size, stream, 6, &ev, cl.seq, 1, 1, 0, 0);
                 atomic_store_explicit(&((cairn__rec_hdr_t *)cl.ptr)->tag,
                                       cairn__ring_tag(r, cl.pos),
                                       memory_order_release);

@@ -80,6 +80,8 @@ typedef struct cairn_event_in {
 typedef struct cairn_event {
     uint64_t seq;
     uint64_t version;
+    uint64_t prev_seq; /* seq of the previous event of this stream, 0 if
+                          this is its first (a back-link for replay) */
     int64_t time_ns;
     uint32_t flags;
     uint32_t stream_len;
@@ -126,6 +128,21 @@ typedef struct cairn_throttle_opts {
     uint32_t stream_burst; /* events allowed at once; default 1 when on */
 } cairn_throttle_opts_t;
 
+struct cairn_fsm_def;
+
+/* A state machine bound to every stream whose name starts with prefix
+ * (see include/cairn/fsm.h).  An appended event whose type is a trigger of
+ * the machine is accepted only if the transition is valid from the
+ * stream's current state, atomically with the version check; other types
+ * pass through.  The definition is borrowed for the log's life. */
+typedef struct cairn_log_fsm_binding {
+    const char *prefix;
+    size_t prefix_len;
+    const struct cairn_fsm_def *def;
+} cairn_log_fsm_binding_t;
+
+#define CAIRN_LOG_FSM_BINDINGS_MAX 32
+
 typedef struct cairn_log_opts {
     int enhanced_mode;           /* 1 lock-free (default), 0 mutex twin */
     uint32_t buffer_size_mb;     /* ring size; CAIRN_BUFFER_SIZE_MB_* */
@@ -156,6 +173,10 @@ typedef struct cairn_log_opts {
      * corruption).  Optional caller buffer. */
     char *error_detail;
     size_t error_detail_len;
+    /* State machines bound by stream prefix (first match wins); copied
+     * at open, definitions borrowed.  Recovery replays them too. */
+    const cairn_log_fsm_binding_t *fsms;
+    unsigned nfsms;              /* at most CAIRN_LOG_FSM_BINDINGS_MAX */
     /* Monotonic clock in ns for breakers and throttles; NULL = the system
      * clock.  Tests inject their own. */
     uint64_t (*clock_ns)(void *ctx);
@@ -287,6 +308,18 @@ typedef struct cairn_log_health {
 /* The log's storage state (a snapshot; any thread). */
 CAIRN_EXPORT void cairn_log_health(cairn_log_t *log, cairn_log_health_t *h);
 
+/*
+ * Wait until every event up to and including seq is written
+ * (CAIRN_DURABILITY_OS) or fdatasync'd (CAIRN_DURABILITY_SYNC); returns
+ * at once for CAIRN_DURABILITY_MEMORY.  Lets an application pipeline:
+ * append several events with CAIRN_DURABILITY_MEMORY, then wait once for
+ * the last seq — each is acknowledged when this returns 0.  Returns
+ * CAIRN_EREAD_ONLY when storage failed first, CAIRN_EBAD_DURABILITY for
+ * os/sync on an in-memory log.  seq must have been appended already.
+ */
+CAIRN_EXPORT int cairn_log_wait(cairn_log_t *log, uint64_t seq,
+                                cairn_durability_t durability);
+
 /* Make every event appended so far durable (one fdatasync); 0, or
  * CAIRN_EREAD_ONLY.  In-memory logs: 0. */
 CAIRN_EXPORT int cairn_log_sync(cairn_log_t *log);
@@ -307,6 +340,13 @@ typedef struct cairn_verify_report {
  * with r->problem naming file and offset, or -errno (r->problem says why).
  */
 CAIRN_EXPORT int cairn_log_verify(const char *dir, cairn_verify_report_t *r);
+
+/* The name of state `state` of the machine bound to stream, or NULL when
+ * no machine is bound to it.  Static for the log's life. */
+CAIRN_EXPORT const char *cairn_log_fsm_state_name(cairn_log_t *log,
+                                                  const char *stream,
+                                                  size_t stream_len,
+                                                  unsigned state);
 
 /* A stream's state.  Returns 0, CAIRN_ENOT_FOUND, or a stream-name code. */
 CAIRN_EXPORT int cairn_log_stream_info(cairn_log_t *log, const char *stream,

@@ -30,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cairn/fsm.h"
 #include "internal/clock.h"
+#include "internal/guard_state.h"
 #include "log/log_internal.h"
 #include "log/record.h"
 
@@ -73,8 +75,12 @@ static int check_opts(const cairn_log_opts_t *o)
     if (o->idempotency_window < 1 ||
         o->idempotency_window > CAIRN_IDEMPOTENCY_WINDOW_CAP)
         return CAIRN_EBAD_OPTION;
-    if (o->first_seq < 1)
+    if (o->first_seq < 1 || o->nfsms > CAIRN_LOG_FSM_BINDINGS_MAX ||
+        (o->nfsms && !o->fsms))
         return CAIRN_EBAD_OPTION;
+    for (unsigned i = 0; i < o->nfsms; i++)
+        if (!o->fsms[i].def || !o->fsms[i].prefix)
+            return CAIRN_EBAD_OPTION;
     if (o->data_dir) {
         if (!o->data_dir[0] || o->segment_bytes < CAIRN_SEGMENT_BYTES_MIN ||
             o->segment_bytes > CAIRN_SEGMENT_BYTES_CAP ||
@@ -83,6 +89,48 @@ static int check_opts(const cairn_log_opts_t *o)
             return CAIRN_EBAD_OPTION;
     }
     return 0;
+}
+
+static const cairn_log_fsm_binding_t *fsm_for(const cairn_log_t *log,
+                                              const char *stream, size_t len)
+{
+    for (unsigned i = 0; i < log->nfsms; i++) {
+        const cairn_log_fsm_binding_t *b = &log->fsms[i];
+        if (len >= b->prefix_len && memcmp(stream, b->prefix, b->prefix_len) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+int cairn__fsm_check(const cairn_log_t *log, const char *stream,
+                     size_t stream_len, const cairn_event_in_t *events,
+                     size_t n, uint64_t state, uint64_t *fsm_bits)
+{
+    *fsm_bits = state & CAIRN_STATE_FSM_MASK;
+    if (!log->nfsms)
+        return 0;
+    const cairn_log_fsm_binding_t *b = fsm_for(log, stream, stream_len);
+    if (!b)
+        return 0;
+    uint32_t cur = (uint32_t)(*fsm_bits >> CAIRN_STATE_FSM_SHIFT);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t next;
+        int rc = cairn_fsm_def_next(b->def, cur, events[i].type,
+                                    events[i].type_len, &next);
+        if (rc < 0)
+            return rc; /* a trigger, but not from this state */
+        if (rc == 0)
+            cur = next;
+    }
+    *fsm_bits = (uint64_t)cur << CAIRN_STATE_FSM_SHIFT;
+    return 0;
+}
+
+const char *cairn_log_fsm_state_name(cairn_log_t *log, const char *stream,
+                                     size_t stream_len, unsigned state)
+{
+    const cairn_log_fsm_binding_t *b = fsm_for(log, stream, stream_len);
+    return b ? cairn_fsm_def_state_name(b->def, state) : NULL;
 }
 
 /* Recovery: rebuild each stream's version and seqs, and the idempotency
@@ -100,8 +148,18 @@ static int recover_event(void *ctx, const cairn_event_t *ev)
      * 1 when retention removed the stream's older events. */
     if (v != 0 && ev->version != v + 1)
         return CAIRN_ECORRUPT;
+        /* The bound machine follows the recorded events; one that no longer
+     * accepts them (its definition changed) keeps its state. */
+    uint64_t fsm = st & CAIRN_STATE_FSM_MASK;
+    cairn_event_in_t in = {.type = ev->type, .type_len = ev->type_len};
+    uint64_t nf;
+    if (cairn__fsm_check(log, ev->stream, ev->stream_len, &in, 1, st, &nf) ==
+        0)
+        fsm = nf;
     atomic_store_explicit(&s->state,
-                          (st & ~CAIRN_STATE_VERSION_MASK) | ev->version,
+                          (st & ~(CAIRN_STATE_VERSION_MASK |
+                                  CAIRN_STATE_FSM_MASK)) |
+                              fsm | ev->version,
                           memory_order_relaxed);
     if (v == 0)
         atomic_store_explicit(&s->first_seq, ev->seq, memory_order_relaxed);
@@ -150,13 +208,18 @@ int cairn_log_open(const cairn_log_opts_t *opts, cairn_log_t **out)
     if (!log)
         return -ENOMEM;
     log->o = o;
+    for (unsigned i = 0; i < o.nfsms; i++)
+        log->fsms[i] = o.fsms[i];
+    log->nfsms = o.nfsms;
+    log->o.fsms = NULL;
     uint64_t cap = UINT64_C(1) << 20;
     while (cap < (uint64_t)o.buffer_size_mb << 20)
         cap <<= 1;
     cairn_table_opts_t to = {o.max_endpoints, o.enhanced_mode};
     uint64_t next_seq = o.first_seq;
     if ((rc = cairn_table_open(&to, &log->table)) < 0 ||
-        (rc = cairn__idem_open(o.idempotency_window, &log->idem)) < 0)
+        (rc = cairn__idem_open(o.idempotency_window, &log->idem)) < 0 ||
+        (rc = cairn__guard_open(log, &log->guard)) < 0)
         goto fail;
     if (o.data_dir &&
         (rc = cairn__store_open(&o, recover_event, log, &next_seq, &log->store,
@@ -177,10 +240,12 @@ int cairn_log_open(const cairn_log_opts_t *opts, cairn_log_t **out)
         cairn__ring_destroy(&log->ring);
         goto fail;
     }
+    cairn__guard_start(log->guard);
     *out = log;
     return 0;
 fail:
     cairn__store_close(log->store);
+    cairn__guard_close(log->guard);
     cairn_table_close(log->table);
     cairn__idem_close(log->idem);
     free(log);
@@ -197,6 +262,7 @@ void cairn_log_close(cairn_log_t *log)
     cairn__mlog_destroy(log);
     cairn__ring_destroy(&log->ring);
     cairn__idem_close(log->idem);
+    cairn__guard_close(log->guard);
     cairn_table_close(log->table);
     free(log);
 }
@@ -220,7 +286,7 @@ static uint64_t wait_not_busy(cairn__stream_t *s)
 static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
                         const char *stream, size_t stream_len,
                         const cairn_event_in_t *events, size_t n,
-                        uint64_t first_version, int64_t now)
+                        uint64_t first_version, uint64_t prev_seq, int64_t now)
 {
     uint8_t *p = c->ptr;
     uint64_t pos = c->pos;
@@ -229,7 +295,8 @@ static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
         uint64_t size = cairn__rec_size(stream_len, &events[i]);
         int64_t t = events[i].time_ns ? events[i].time_ns : now;
         cairn__rec_write(p, size, stream, stream_len, &events[i], c->seq + i,
-                         first_version + i, t, i + 1 < n);
+                         first_version + i, t, i ? c->seq + i - 1 : prev_seq,
+                         i + 1 < n);
         /* Records after the first are published by the first record's
          * release below, so relaxed stores suffice for their tags. */
         if (i > 0)
@@ -248,10 +315,17 @@ static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
 /* After the ring: wait for the durability asked for.  A ring closed
  * under us because storage failed reads as CAIRN_EREAD_ONLY. */
 static int finish_append(cairn_log_t *log, int rc, cairn_durability_t d,
+                         const char *stream, size_t stream_len,
                          cairn_append_result_t *res)
 {
     if (rc == CAIRN_ECLOSED && log->store && cairn__store_failed(log->store))
         return CAIRN_EREAD_ONLY;
+    if (rc == 0 && !res->duplicate) {
+        /* Acquire pairs with the release in add_commit_hook. */
+        unsigned nh = atomic_load_explicit(&log->nhooks, memory_order_acquire);
+        for (unsigned i = 0; i < nh; i++)
+            log->hooks[i].fn(log->hooks[i].ctx, stream, stream_len, res);
+    }
     if (rc < 0 || !log->store || d == CAIRN_DURABILITY_MEMORY)
         return rc;
     return cairn__store_wait(log->store, res->last_seq, d);
@@ -285,14 +359,21 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
                                 &log->o, log->ring.cap, &bytes);
     if (rc)
         return rc;
+    /* The slot stays this stream's until the section ends (eviction waits
+     * for it); admission runs before the stream is taken, and outside the
+     * twin's mutex, since it may append to $audit. */
+    CAIRN__TABLE_SECTION(log->table);
     cairn__stream_t *s;
     rc = cairn__table_find(log->table, stream, stream_len, 1, &s);
+    if (rc)
+        return rc;
+    rc = cairn__guard_admit(log->guard, s, stream, stream_len, n, res);
     if (rc)
         return rc;
     if (!log->o.enhanced_mode) {
         rc = cairn__mlog_append(log, s, stream, stream_len, events, n, bytes,
                                 expected, res);
-        return finish_append(log, rc, durability, res);
+        return finish_append(log, rc, durability, stream, stream_len, res);
     }
 
     const int has_id = events[0].id_len > 0;
@@ -307,7 +388,8 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
              * result, not a conflict its own first attempt caused. */
             if (has_id && cairn__idem_find(log->idem, stream, stream_len,
                                            events[0].id, events[0].id_len, res))
-                return finish_append(log, 0, durability, res);
+                return finish_append(log, 0, durability, stream, stream_len,
+                                     res);
             res->actual_version = v;
             return CAIRN_EVERSION_CONFLICT;
         }
@@ -323,32 +405,47 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
                                    events[0].id_len, res)) {
         atomic_fetch_and_explicit(&s->state, ~CAIRN_STATE_BUSY,
                                   memory_order_release);
-        return finish_append(log, 0, durability, res);
+        return finish_append(log, 0, durability, stream, stream_len, res);
+    }
+    /* A bound state machine judges the batch while we own the stream, so
+     * its verdict and the version check are one atomic decision. */
+    uint64_t fsm_bits;
+    rc = cairn__fsm_check(log, stream, stream_len, events, n, st, &fsm_bits);
+    if (rc < 0) {
+        atomic_fetch_and_explicit(&s->state, ~CAIRN_STATE_BUSY,
+                                  memory_order_release);
+        return rc;
     }
     cairn__claim_t c;
     rc = cairn__ring_claim(&log->ring, bytes, (uint32_t)n, deadline, &c);
     if (rc < 0) {
         atomic_fetch_and_explicit(&s->state, ~CAIRN_STATE_BUSY,
                                   memory_order_release);
-        return finish_append(log, rc, durability, res);
+        return finish_append(log, rc, durability, stream, stream_len, res);
     }
     res->first_seq = c.seq;
     res->last_seq = c.seq + n - 1;
     res->version = v + n;
+    const uint64_t prev_seq =
+        v ? atomic_load_explicit(&s->last_seq, memory_order_relaxed) : 0;
     if (v == 0)
         atomic_store_explicit(&s->first_seq, c.seq, memory_order_relaxed);
     atomic_store_explicit(&s->last_seq, res->last_seq, memory_order_relaxed);
     if (has_id)
         cairn__idem_put(log->idem, stream, stream_len, events[0].id,
                         events[0].id_len, res);
-    /* One RMW publishes version v+n and clears BUSY (v + n never carries
-     * into bit 40: checked above).  Release: first/last seq and the
+    /* One RMW publishes version v+n, clears BUSY and moves the FSM field
+     * (v + n never carries into bit 40: checked above; the FSM delta is
+     * modular and lands the field exactly on its new value, since only
+     * the BUSY holder changes it).  Release: first/last seq and the
      * idempotency entry are visible to the next holder. */
-    atomic_fetch_add_explicit(&s->state, (uint64_t)n - CAIRN_STATE_BUSY,
+    atomic_fetch_add_explicit(&s->state,
+                              (uint64_t)n - CAIRN_STATE_BUSY + fsm_bits -
+                                  (st & CAIRN_STATE_FSM_MASK),
                               memory_order_release);
-    write_batch(&log->ring, &c, stream, stream_len, events, n, v + 1,
+    write_batch(&log->ring, &c, stream, stream_len, events, n, v + 1, prev_seq,
                 cairn__wall_ns());
-    return finish_append(log, 0, durability, res);
+    return finish_append(log, 0, durability, stream, stream_len, res);
 }
 
 /* ---- reads ---------------------------------------------------------------
@@ -541,6 +638,7 @@ int cairn_log_stream_info(cairn_log_t *log, const char *stream,
     int rc = cairn_log_check_stream(stream, stream_len, 1);
     if (rc)
         return rc;
+    CAIRN__TABLE_SECTION(log->table);
     cairn__stream_t *s;
     rc = cairn__table_find(log->table, stream, stream_len, 0, &s);
     if (rc)
@@ -565,6 +663,33 @@ void cairn_log_health(cairn_log_t *log, cairn_log_health_t *h)
         h->written_seq = h->durable_seq = 0;
         h->first_seq = cairn_log_first_seq(log);
     }
+}
+
+int cairn__log_add_commit_hook(cairn_log_t *log, cairn__commit_fn fn, void *ctx)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    unsigned n = atomic_load_explicit(&log->nhooks, memory_order_relaxed);
+    int rc = -ENOSPC;
+    if (n < CAIRN__COMMIT_HOOKS_MAX) {
+        log->hooks[n] = (cairn__commit_hook_t){fn, ctx};
+        /* Release: the entry is complete before appenders can see it. */
+        atomic_store_explicit(&log->nhooks, n + 1, memory_order_release);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+int cairn_log_wait(cairn_log_t *log, uint64_t seq, cairn_durability_t d)
+{
+    if ((unsigned)d > CAIRN_DURABILITY_SYNC)
+        return CAIRN_EBAD_DURABILITY;
+    if (d == CAIRN_DURABILITY_MEMORY)
+        return 0;
+    if (!log->store)
+        return CAIRN_EBAD_DURABILITY;
+    return cairn__store_wait(log->store, seq, d);
 }
 
 int cairn_log_sync(cairn_log_t *log)

@@ -31,6 +31,27 @@ typedef struct cairn__log_mutex {
     int closed;
 } cairn__log_mutex_t;
 
+/*
+ * Called after every successful append (not for idempotent duplicates),
+ * once its events are committed in memory and before the append waits for
+ * durability, on the appending thread.  Must not block: it delays the
+ * append that triggered it.  The bus and the metrics use it.
+ */
+typedef void (*cairn__commit_fn)(void *ctx, const char *stream,
+                                 size_t stream_len,
+                                 const cairn_append_result_t *res);
+typedef struct cairn__commit_hook {
+    cairn__commit_fn fn;
+    void *ctx;
+} cairn__commit_hook_t;
+#define CAIRN__COMMIT_HOOKS_MAX 8
+
+/* Add a commit hook (no removal; at most CAIRN__COMMIT_HOOKS_MAX).  Safe
+ * while appends run: a hook added concurrently applies to later appends.
+ * 0, or -ENOSPC. */
+int cairn__log_add_commit_hook(cairn_log_t *log, cairn__commit_fn fn,
+                               void *ctx);
+
 struct cairn_log {
     cairn_log_opts_t o;
     cairn_table_t *table;
@@ -39,6 +60,11 @@ struct cairn_log {
                            the lock-free protocol only when enhanced */
     cairn__log_mutex_t m;
     cairn__store_t *store; /* durable segments, or NULL (memory only) */
+    struct cairn__guard *guard; /* breakers, throttles, audit (src/table) */
+    cairn_log_fsm_binding_t fsms[CAIRN_LOG_FSM_BINDINGS_MAX];
+    unsigned nfsms;
+    cairn__commit_hook_t hooks[CAIRN__COMMIT_HOOKS_MAX];
+    _Atomic unsigned nhooks;
 };
 
 /* cairn__log_append_ex flags. */
@@ -51,6 +77,16 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
                          size_t n, int64_t expected,
                          cairn_durability_t durability,
                          cairn_append_result_t *res, unsigned flags);
+
+/*
+ * The bound state machine's verdict on a batch appended to a stream whose
+ * state word is `state`: 0 and *fsm_bits (the state word's new FSM field,
+ * in place) when every trigger is a valid transition in turn, or
+ * CAIRN_EFSM_INVALID_TRANSITION.  No machine bound: 0, bits unchanged.
+ */
+int cairn__fsm_check(const cairn_log_t *log, const char *stream,
+                     size_t stream_len, const cairn_event_in_t *events,
+                     size_t n, uint64_t state, uint64_t *fsm_bits);
 
 int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s,
                        const char *stream, size_t stream_len,

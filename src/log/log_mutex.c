@@ -111,15 +111,25 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s, const char *stream,
             goto out;
         }
     }
+    const uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+    uint64_t fsm_bits;
+    rc = cairn__fsm_check(log, stream, stream_len, events, n, st, &fsm_bits);
+    if (rc < 0)
+        goto out;
     int64_t now = cairn__wall_ns();
     uint64_t pos = m->head_pos;
     uint8_t *p = cairn__ring_at(r, pos);
     cairn__rec_hdr_t *first = (cairn__rec_hdr_t *)p;
     for (size_t i = 0; i < n; i++) {
         uint64_t size = cairn__rec_size(stream_len, &events[i]);
-        cairn__rec_write(
-            p, size, stream, stream_len, &events[i], m->head_seq + i, v + 1 + i,
-            events[i].time_ns ? events[i].time_ns : now, i + 1 < n);
+        uint64_t prev =
+            i ? m->head_seq + i - 1
+              : (v ? atomic_load_explicit(&s->last_seq, memory_order_relaxed)
+                   : 0);
+        cairn__rec_write(p, size, stream, stream_len, &events[i],
+                         m->head_seq + i, v + 1 + i,
+                         events[i].time_ns ? events[i].time_ns : now, prev,
+                         i + 1 < n);
         if (i > 0)
             atomic_store_explicit(&((cairn__rec_hdr_t *)p)->tag,
                                   cairn__ring_tag(r, pos),
@@ -140,7 +150,11 @@ int cairn__mlog_append(cairn_log_t *log, cairn__stream_t *s, const char *stream,
         atomic_store_explicit(&s->first_seq, res->first_seq,
                               memory_order_relaxed);
     atomic_store_explicit(&s->last_seq, res->last_seq, memory_order_relaxed);
-    atomic_store_explicit(&s->state, v + n, memory_order_relaxed);
+    atomic_store_explicit(&s->state,
+                          (st & ~(CAIRN_STATE_VERSION_MASK |
+                                  CAIRN_STATE_FSM_MASK)) |
+                              fsm_bits | (v + n),
+                          memory_order_relaxed);
     if (has_id)
         cairn__idem_put(log->idem, stream, stream_len, events[0].id,
                         events[0].id_len, res);

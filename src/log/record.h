@@ -1,7 +1,7 @@
 /*
  * record.h (internal) — the in-memory record layout (docs/FORMAT.md, "Ring
  * records").  All integers little-endian (native on the supported targets),
- * every record 8-byte aligned, header 48 bytes:
+ * every record 8-byte aligned, header 56 bytes:
  *
  *   off size field
  *    0   8   tag          commit marker: (position ^ ring key) | 1, stored
@@ -19,7 +19,9 @@
  *   45   1   flags        bit 0: payload is JSON; bit 1: more records of
  *                         the same append batch follow (all but the last)
  *   46   2   reserved     0
- *   48   ..  stream, type, id, correlation id, causation id, payload,
+ *   48   8   prev_seq     seq of the stream's previous event (0: none), a
+ *                         back-link for replaying one stream
+ *   56   ..  stream, type, id, correlation id, causation id, payload,
  *            then zero padding to the next multiple of 8
  */
 #ifndef CAIRN_LOG_RECORD_H
@@ -31,7 +33,7 @@
 
 #include "cairn/log.h"
 
-#define CAIRN__REC_HDR 48u
+#define CAIRN__REC_HDR 56u
 #define CAIRN__REC_BATCH_MORE 0x2u
 
 typedef struct cairn__rec_hdr {
@@ -48,9 +50,10 @@ typedef struct cairn__rec_hdr {
     uint8_t caus_len;
     uint8_t flags;
     uint16_t reserved;
+    uint64_t prev_seq;
 } cairn__rec_hdr_t;
 
-_Static_assert(sizeof(cairn__rec_hdr_t) == CAIRN__REC_HDR, "header is 48 bytes");
+_Static_assert(sizeof(cairn__rec_hdr_t) == CAIRN__REC_HDR, "header is 56 bytes");
 
 static inline uint64_t cairn__align8(uint64_t n) { return (n + 7) & ~UINT64_C(7); }
 
@@ -68,7 +71,7 @@ static inline void cairn__rec_write(uint8_t *p, uint64_t rec_len,
                                     const char *stream, size_t stream_len,
                                     const cairn_event_in_t *ev, uint64_t seq,
                                     uint64_t version, int64_t time_ns,
-                                    int more)
+                                    uint64_t prev_seq, int more)
 {
     cairn__rec_hdr_t *h = (cairn__rec_hdr_t *)p;
     h->rec_len = (uint32_t)rec_len;
@@ -84,6 +87,7 @@ static inline void cairn__rec_write(uint8_t *p, uint64_t rec_len,
     h->flags = (uint8_t)((ev->flags & CAIRN_EVENT_JSON) |
                          (more ? CAIRN__REC_BATCH_MORE : 0));
     h->reserved = 0;
+    h->prev_seq = prev_seq;
     uint8_t *b = p + CAIRN__REC_HDR;
     memcpy(b, stream, stream_len);
     b += stream_len;
@@ -118,6 +122,7 @@ static inline void cairn__rec_decode(const uint8_t *p, cairn_event_t *ev)
     ev->version = h->version;
     ev->time_ns = h->time_ns;
     ev->flags = h->flags & CAIRN_EVENT_JSON;
+    ev->prev_seq = h->prev_seq;
     ev->stream_len = h->stream_len;
     ev->stream = b;
     b += h->stream_len;

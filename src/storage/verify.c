@@ -26,6 +26,7 @@ typedef struct vstream {
     char *name;
     uint8_t len;
     uint64_t version;
+    uint64_t last_seq;
 } vstream_t;
 
 typedef struct vmap {
@@ -198,7 +199,13 @@ int cairn_log_verify(const char *dir, cairn_verify_report_t *r)
                         path, off, (int)ev.stream_len, ev.stream,
                         (unsigned long long)ev.version,
                         (unsigned long long)vs->version);
+            if (!first_sight && ev.prev_seq != vs->last_seq)
+                PROBLEM("%s: offset %zu: back-link to seq %llu, the stream's "
+                        "previous event is %llu",
+                        path, off, (unsigned long long)ev.prev_seq,
+                        (unsigned long long)vs->last_seq);
             vs->version = ev.version;
+            vs->last_seq = ev.seq;
             if (ev.time_ns > max_time)
                 max_time = ev.time_ns; /* the time index's running max */
             in_batch = (((const cairn__rec_hdr_t *)(data + off))->flags &

@@ -61,14 +61,14 @@ static void verify_exit_codes(void **state)
     int fd = open(seg, O_RDWR);
     assert_true(fd >= 0);
     unsigned char b;
-    assert_int_equal(pread(fd, &b, 1, 64 + 2 * 80 + 50), 1);
+    assert_int_equal(pread(fd, &b, 1, 64 + 2 * 88 + 50), 1);
     b ^= 1;
-    assert_int_equal(pwrite(fd, &b, 1, 64 + 2 * 80 + 50), 1);
+    assert_int_equal(pwrite(fd, &b, 1, 64 + 2 * 88 + 50), 1);
     close(fd);
     assert_int_equal(run(args, out, sizeof out), 1);
     assert_non_null(strstr(out, "cairn: verify: "));
     assert_non_null(strstr(out, seg));
-    assert_non_null(strstr(out, "offset 224"));
+    assert_non_null(strstr(out, "offset 240"));
     assert_int_equal(run("verify", out, sizeof out), 2);
     assert_int_equal(run("verify /nonexistent/dir", out, sizeof out), 2);
     assert_int_equal(run("verify --help", out, sizeof out), 0);

@@ -173,6 +173,9 @@ static void batch_is_consecutive(void **state)
         assert_int_equal(cairn_log_iter_next(it, &ev), 1);
         assert_int_equal(ev.version, v);
         assert_int_equal(ev.seq, v + 1);
+        /* The back-link names the stream's previous event, across and
+         * within batches. */
+        assert_int_equal(ev.prev_seq, v == 1 ? 0 : v);
     }
     assert_int_equal(cairn_log_iter_next(it, &ev), 0);
     cairn_log_iter_close(it);

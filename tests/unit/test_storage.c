@@ -257,11 +257,11 @@ static void torn_tail_every_offset(void **state)
     char path[512];
     last_segment(fx.dir, path, sizeof path, 0);
     off_t full = file_size(path);
-    /* The last record's length: 48 + stream 3 + type 1 + payload, padded. */
+    /* The last record's length: 56 + stream 3 + type 1 + payload, padded. */
     size_t plen;
     char buf[256];
     payload_for(19, buf, &plen);
-    off_t last_len = (off_t)((48 + 3 + 1 + plen + 7) & ~(size_t)7);
+    off_t last_len = (off_t)((56 + 3 + 1 + plen + 7) & ~(size_t)7);
     char *copy = malloc((size_t)full);
     int fd = open(path, O_RDONLY);
     assert_int_equal(read(fd, copy, (size_t)full), full);
@@ -373,10 +373,10 @@ static void torn_batch_dropped_whole(void **state)
     cairn_log_close(log);
     char path[512];
     last_segment(fx.dir, path, sizeof path, 0);
-    /* Each batch record is 48 + 3 + 1 + 10 = 62 -> 64 bytes: cut inside
+    /* Each batch record is 56 + 3 + 1 + 10 = 70 -> 72 bytes: cut inside
      * the third. */
     off_t full = file_size(path);
-    assert_int_equal(truncate(path, full - 64 - 20), 0);
+    assert_int_equal(truncate(path, full - 72 - 20), 0);
     log = fx_open(&fx);
     assert_int_equal(cairn_log_next_seq(log), 4);
     cairn_stream_info_t si;
