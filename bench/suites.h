@@ -2,5 +2,9 @@
  * X(name) means bench/bench_<name>.c defines cairn_bench_suite_<name>(). */
 #define CAIRN_BENCH_SUITES(X)                                                  \
     X(log)                                                                     \
+    X(storage)                                                                 \
     X(metrics)                                                                 \
-    X(fsm)
+    X(guard)                                                                   \
+    X(fsm)                                                                     \
+    X(bus)                                                                     \
+    X(table)

@@ -128,6 +128,11 @@ extern "C" {
     X(TIMEOUT, -1505, "timed out")                                             \
     X(FSM_UNKNOWN_NAME, -1506,                                                 \
       "name is not a state or trigger of the state machine")                  \
+    X(BUS_EXISTS, -1507, "the log already has a bus")                          \
+    X(BUS_FULL, -1508, "too many bus subscribers or handlers")                 \
+    X(PROJECTION_STATE_TOO_LARGE, -1509,                                       \
+      "projection state would exceed its state_max")                           \
+    X(PROJECTION_EXISTS, -1510, "a projection with this name exists")          \
     X(CONFIG_KEY, -1600, "unknown configuration key")                          \
     X(CONFIG_VALUE, -1601, "bad configuration value")                          \
     X(CONFIG_FILE, -1602, "configuration file cannot be read")

@@ -238,4 +238,64 @@
  * words) fills exactly two cache lines. */
 #define CAIRN_CELL_WORDS_MAX 15u
 
+/* ---- bus and projections (src/bus, src/projection) ---------------------- */
+
+/* Asynchronous subscribers on one bus.  Default 32, cap 48: each holds at
+ * most one of the log's CAIRN_RING_READERS_MAX (64) ring reader slots
+ * while it reads from the ring; the rest stay free for the storage writer,
+ * the bus dispatcher, projection derives and plain readers. */
+#define CAIRN_BUS_SUBSCRIBERS_DEFAULT 32u
+#define CAIRN_BUS_SUBSCRIBERS_CAP 48u
+/* A subscriber that has not called cairn_bus_next for this long gives up
+ * its ring pin (the bus keeper closes its iterator; the next call reopens
+ * it at the cursor), so a stalled consumer cannot stop producers once the
+ * ring is full.  Default 100 ms, cap 60 s, minimum 1 ms. */
+#define CAIRN_BUS_PARK_MS_DEFAULT 100u
+#define CAIRN_BUS_PARK_MS_CAP 60000u
+/* Every this many events read from the ring, a subscriber whose cursor has
+ * fallen behind the log's drain point (what the storage writer has written
+ * out, or what an in-memory log released) reopens its iterator: a durable
+ * log then serves it from the segments and stops holding ring space.
+ * Default 4096; 1 .. 2^20. */
+#define CAIRN_BUS_REPIN_EVENTS_DEFAULT 4096u
+#define CAIRN_BUS_REPIN_EVENTS_CAP (1u << 20)
+/* Synchronous handlers on one bus (projections take one each).  Fixed:
+ * every append walks them, so the list is short by design. */
+#define CAIRN_BUS_HANDLERS_MAX 32u
+/* The bus keeper's period: it unpins parked subscribers, refreshes lag
+ * gauges and dispatches events a busy appender left pending.  Fixed at
+ * 10 ms: the worst extra delay of a synchronous handler under load. */
+#define CAIRN_BUS_KEEPER_INTERVAL_MS 10u
+/* Rounds one appender spends dispatching for others before it leaves the
+ * rest to the next appender or the keeper (bounds its append latency). */
+#define CAIRN_BUS_DISPATCH_ROUNDS 64u
+
+/* Streams cached per projection.  Default 10000, cap 2^22: the cache is
+ * preallocated, capacity x (state_max + 320) bytes. */
+#define CAIRN_PROJECTION_CACHE_DEFAULT 10000u
+#define CAIRN_PROJECTION_CACHE_CAP (1u << 22)
+/* Bytes of one stream's state (serialized states: counts, last, merge).
+ * Default 4096, cap 1 MiB, rounded up to 8.  A fold that would exceed it
+ * fails with CAIRN_EPROJECTION_STATE_TOO_LARGE; nothing is truncated. */
+#define CAIRN_PROJECTION_STATE_MAX_DEFAULT 4096u
+#define CAIRN_PROJECTION_STATE_MAX_CAP (1u << 20)
+/* [projection] snapshot_every: a snapshot each time a derive folds a
+ * stream past a multiple of this many events.  Default 1000; 0 = off;
+ * cap 2^30. */
+#define CAIRN_PROJECTION_SNAPSHOT_EVERY_DEFAULT 1000u
+#define CAIRN_PROJECTION_SNAPSHOT_EVERY_CAP (1u << 30)
+/* Snapshots kept per stream (the newest; older ones serve time travel).
+ * Fixed at 4. */
+#define CAIRN_PROJECTION_SNAPSHOTS_PER_STREAM 4u
+/* Streams with snapshots per projection.  Default 100000, cap 2^24; when
+ * full, further streams get none (replay stays correct, only longer). */
+#define CAIRN_PROJECTION_SNAPSHOT_STREAMS_DEFAULT 100000u
+#define CAIRN_PROJECTION_SNAPSHOT_STREAMS_CAP (1u << 24)
+/* Bytes of a projection name: [A-Za-z0-9_.-], it names the snapshot file. */
+#define CAIRN_PROJECTION_NAME_MAX 64u
+/* A derive whose result newer events overtook before it could be cached
+ * folds the remainder and tries again this many times, then returns the
+ * state uncached. */
+#define CAIRN_PROJECTION_DERIVE_RETRIES 4u
+
 #endif /* CAIRN_LIMITS_H */

@@ -8,5 +8,9 @@ void cairn_cli_error(const char *what, const char *fmt, ...)
 
 int cairn_cmd_bench(int argc, char **argv);
 int cairn_cmd_verify(int argc, char **argv);
+/* HTTP clients of `cairn serve` (src/cli/client.c). */
+int cairn_cmd_append(int argc, char **argv);
+int cairn_cmd_read(int argc, char **argv);
+int cairn_cmd_state(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "cairn/cairn.h"
 #include "cli/cli.h"
+#include "server/server.h"
 
 void cairn_cli_error(const char *what, const char *fmt, ...)
 {
@@ -39,7 +40,11 @@ static const struct {
     int (*run)(int, char **);
     const char *summary;
 } commands[] = {
+    {"append", cairn_cmd_append, "append events to a stream of a server"},
     {"bench", cairn_cmd_bench, "run the benchmark suite"},
+    {"read", cairn_cmd_read, "print a server's events as NDJSON"},
+    {"serve", cairn_cmd_serve, "run the server"},
+    {"state", cairn_cmd_state, "print a stream's state from a server"},
     {"verify", cairn_cmd_verify, "check a data directory offline"},
     {"version", cmd_version, "print the version"},
 };
