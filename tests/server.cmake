@@ -13,3 +13,11 @@ foreach(c ${SERVER_CASES})
                    $<TARGET_FILE:cairn_cli> ${c})
   set_tests_properties(server.${c} PROPERTIES LABELS integration TIMEOUT 180)
 endforeach()
+
+# The README's five-minute tour, run as written (uses 127.0.0.1:7070).
+add_test(NAME tour.readme
+         COMMAND ${Python3_EXECUTABLE}
+                 ${CMAKE_SOURCE_DIR}/tests/integration/test_tour.py
+                 $<TARGET_FILE:cairn_cli> ${CMAKE_SOURCE_DIR}/README.md)
+set_tests_properties(tour.readme PROPERTIES LABELS integration TIMEOUT 180
+                     RUN_SERIAL TRUE)

@@ -173,6 +173,10 @@ typedef struct cairn_log_opts {
      * corruption).  Optional caller buffer. */
     char *error_detail;
     size_t error_detail_len;
+    /* Optional: register the log's metrics here (appends by result,
+     * events and payload bytes appended, fdatasync latency).  Borrowed;
+     * must outlive the log. */
+    struct cairn_metrics *metrics;
     /* State machines bound by stream prefix (first match wins); copied
      * at open, definitions borrowed.  Recovery replays them too. */
     const cairn_log_fsm_binding_t *fsms;

@@ -31,10 +31,13 @@
 #include <string.h>
 
 #include "cairn/fsm.h"
+#include "cairn/metrics.h"
 #include "internal/clock.h"
 #include "internal/guard_state.h"
 #include "log/log_internal.h"
 #include "log/record.h"
+
+static int register_metrics(cairn_log_t *log, cairn_metrics_t *m);
 
 void cairn_log_opts_init(cairn_log_opts_t *o)
 {
@@ -96,7 +99,8 @@ static const cairn_log_fsm_binding_t *fsm_for(const cairn_log_t *log,
 {
     for (unsigned i = 0; i < log->nfsms; i++) {
         const cairn_log_fsm_binding_t *b = &log->fsms[i];
-        if (len >= b->prefix_len && memcmp(stream, b->prefix, b->prefix_len) == 0)
+        if (len >= b->prefix_len &&
+            memcmp(stream, b->prefix, b->prefix_len) == 0)
             return b;
     }
     return NULL;
@@ -148,19 +152,18 @@ static int recover_event(void *ctx, const cairn_event_t *ev)
      * 1 when retention removed the stream's older events. */
     if (v != 0 && ev->version != v + 1)
         return CAIRN_ECORRUPT;
-        /* The bound machine follows the recorded events; one that no longer
+    /* The bound machine follows the recorded events; one that no longer
      * accepts them (its definition changed) keeps its state. */
     uint64_t fsm = st & CAIRN_STATE_FSM_MASK;
     cairn_event_in_t in = {.type = ev->type, .type_len = ev->type_len};
     uint64_t nf;
-    if (cairn__fsm_check(log, ev->stream, ev->stream_len, &in, 1, st, &nf) ==
-        0)
+    if (cairn__fsm_check(log, ev->stream, ev->stream_len, &in, 1, st, &nf) == 0)
         fsm = nf;
-    atomic_store_explicit(&s->state,
-                          (st & ~(CAIRN_STATE_VERSION_MASK |
-                                  CAIRN_STATE_FSM_MASK)) |
-                              fsm | ev->version,
-                          memory_order_relaxed);
+    atomic_store_explicit(
+        &s->state,
+        (st & ~(CAIRN_STATE_VERSION_MASK | CAIRN_STATE_FSM_MASK)) | fsm |
+            ev->version,
+        memory_order_relaxed);
     if (v == 0)
         atomic_store_explicit(&s->first_seq, ev->seq, memory_order_relaxed);
     atomic_store_explicit(&s->last_seq, ev->seq, memory_order_relaxed);
@@ -241,6 +244,10 @@ int cairn_log_open(const cairn_log_opts_t *opts, cairn_log_t **out)
         goto fail;
     }
     cairn__guard_start(log->guard);
+    if (o.metrics && (rc = register_metrics(log, o.metrics)) < 0) {
+        cairn_log_close(log);
+        return rc;
+    }
     *out = log;
     return 0;
 fail:
@@ -331,12 +338,88 @@ static int finish_append(cairn_log_t *log, int rc, cairn_durability_t d,
     return cairn__store_wait(log->store, res->last_seq, d);
 }
 
+/* Metric label of an append's result; index into log->m_results. */
+static const char *const result_names[10] = {
+    "ok",           "conflict",  "full",       "throttled", "breaker_open",
+    "fsm_rejected", "read_only", "table_full", "invalid",   "other"};
+
+static unsigned result_index(int rc)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case CAIRN_EVERSION_CONFLICT:
+        return 1;
+    case CAIRN_ELOG_FULL:
+        return 2;
+    case CAIRN_ETHROTTLED:
+        return 3;
+    case CAIRN_EBREAKER_OPEN:
+        return 4;
+    case CAIRN_EFSM_INVALID_TRANSITION:
+        return 5;
+    case CAIRN_EREAD_ONLY:
+        return 6;
+    case CAIRN_ETABLE_FULL:
+        return 7;
+    default:
+        return rc <= -1000 && rc > -1100 ? 8 : 9;
+    }
+}
+
+static int register_metrics(cairn_log_t *log, cairn_metrics_t *m)
+{
+    static const char *const label[] = {"result"};
+    cairn_metrics_desc_t d = {CAIRN_METRICS_COUNTER,
+                              "cairn_log_appends_total",
+                              "Append calls by result",
+                              label,
+                              1,
+                              NULL,
+                              0};
+    cairn_metrics_family_t *fam;
+    int rc = cairn_metrics_register(m, &d, &fam);
+    for (unsigned i = 0; rc == 0 && i < 10; i++) {
+        const char *v[] = {result_names[i]};
+        rc = cairn_metrics_counter_child(fam, v, &log->m_results[i]);
+    }
+    if (rc == 0)
+        rc = cairn_metrics_counter(m, "cairn_log_events_appended_total",
+                                   "Events appended", &log->m_events);
+    if (rc == 0)
+        rc = cairn_metrics_counter(m, "cairn_log_payload_bytes_total",
+                                   "Payload bytes appended", &log->m_bytes);
+    if (rc == 0 && log->store) {
+        static const double b[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                   0.0025,  0.005,  0.01,    0.025,  0.05,
+                                   0.1,     0.25,   1.0};
+        cairn_metrics_histogram_t *h;
+        rc = cairn_metrics_histogram(m, "cairn_log_fsync_duration_seconds",
+                                     "fdatasync latency of the log writer", b,
+                                     sizeof b / sizeof *b, &h);
+        if (rc == 0)
+            cairn__store_set_fsync_histogram(log->store, h);
+    }
+    return rc;
+}
+
 int cairn_log_append(cairn_log_t *log, const char *stream, size_t stream_len,
                      const cairn_event_in_t *events, size_t n, int64_t expected,
                      cairn_durability_t durability, cairn_append_result_t *res)
 {
-    return cairn__log_append_ex(log, stream, stream_len, events, n, expected,
-                                durability, res, 0);
+    int rc = cairn__log_append_ex(log, stream, stream_len, events, n, expected,
+                                  durability, res, 0);
+    if (log->m_events) {
+        cairn_metrics_counter_inc(log->m_results[result_index(rc)]);
+        if (rc == 0 && !res->duplicate) {
+            uint64_t bytes = 0;
+            for (size_t i = 0; i < n; i++)
+                bytes += events[i].payload_len;
+            cairn_metrics_counter_add(log->m_events, n);
+            cairn_metrics_counter_add(log->m_bytes, bytes);
+        }
+    }
+    return rc;
 }
 
 int cairn__log_append_ex(cairn_log_t *log, const char *stream,

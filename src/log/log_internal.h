@@ -61,6 +61,9 @@ struct cairn_log {
     cairn__log_mutex_t m;
     cairn__store_t *store; /* durable segments, or NULL (memory only) */
     struct cairn__guard *guard; /* breakers, throttles, audit (src/table) */
+    /* metrics (opts.metrics), all NULL when not asked for */
+    struct cairn_metrics_counter *m_results[10];
+    struct cairn_metrics_counter *m_events, *m_bytes;
     cairn_log_fsm_binding_t fsms[CAIRN_LOG_FSM_BINDINGS_MAX];
     unsigned nfsms;
     cairn__commit_hook_t hooks[CAIRN__COMMIT_HOOKS_MAX];

@@ -19,6 +19,7 @@
 
 #include "cairn/table.h"
 #include "internal/clock.h"
+#include "internal/guard_state.h"
 #include "server/http.h"
 
 #define READ_LIMIT_DEFAULT 1000u
@@ -348,6 +349,8 @@ enum MHD_Result cairn__api_append(req_t *r)
         cairn_guard_result_format(&body_res, why, sizeof why);
         if (s->guard_rejected[0])
             cairn_metrics_counter_inc(s->guard_rejected[0]);
+        /* Audited (rate limited, so a flood cannot amplify itself). */
+        cairn__audit_guard_rejected(s->log, r->stream, r->stream_len, rc);
         out = cairn__error_code(r, rc, 0, why);
         goto done;
     }
@@ -373,6 +376,10 @@ enum MHD_Result cairn__api_append(req_t *r)
                                                (size_t)(stop - p), &ev_res);
                 if (rc < 0) {
                     cairn_guard_result_format(&ev_res, why, sizeof why);
+                    if (s->guard_rejected[0])
+                        cairn_metrics_counter_inc(s->guard_rejected[0]);
+                    cairn__audit_guard_rejected(s->log, r->stream,
+                                                r->stream_len, rc);
                     out = cairn__error_code(r, rc, 0, why);
                     goto done;
                 }
@@ -410,8 +417,12 @@ enum MHD_Result cairn__api_append(req_t *r)
             cairn_guard_result_format(&ev_res, why, sizeof why);
             snprintf(d, sizeof d, "event %zu: %s", i,
                      rc <= -1200 && rc > -1300 ? why : "invalid");
-            if (rc <= -1200 && rc > -1300 && s->guard_rejected[0])
-                cairn_metrics_counter_inc(s->guard_rejected[0]);
+            if (rc <= -1200 && rc > -1300) {
+                if (s->guard_rejected[0])
+                    cairn_metrics_counter_inc(s->guard_rejected[0]);
+                cairn__audit_guard_rejected(s->log, r->stream, r->stream_len,
+                                            rc);
+            }
             free(ins);
             out = cairn__error_code(r, rc, 0, d);
             goto done;

@@ -402,10 +402,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
                                 "%s is not allowed on %s", method, url);
         uint64_t retry;
         if (!client_allowed(s, conn, &retry)) {
-            char ra[24];
+            char ra[24], ns[24];
             snprintf(ra, sizeof ra, "%llu",
                      (unsigned long long)((retry + 999999999u) / 1000000000u));
-            const char *h[] = {"Retry-After", ra, NULL};
+            snprintf(ns, sizeof ns, "%llu", (unsigned long long)retry);
+            const char *h[] = {"Retry-After", ra, "Cairn-Retry-After-Ns", ns,
+                               NULL};
             return cairn__error_h(r, 429, "client_throttled", h,
                                   "client_rate exceeded");
         }

@@ -290,6 +290,7 @@ int cairn_cmd_serve(int argc, char **argv)
         binds[i] = (cairn_log_fsm_binding_t){
             cfg.fsms[i].streams, strlen(cfg.fsms[i].streams), defs[i]};
     }
+    cfg.log.metrics = s.metrics;
     cfg.log.fsms = binds;
     cfg.log.nfsms = cfg.nfsms;
     cfg.log.error_detail = err;

@@ -61,6 +61,7 @@
 
 #include <zstd.h>
 
+#include "cairn/metrics.h"
 #include "internal/clock.h"
 #include "log/record.h"
 #include "storage/segment.h"
@@ -127,7 +128,14 @@ struct cairn__store {
     uint8_t *wbuf;
     size_t wbuf_cap;
     int in_batch; /* writer: the last record written has BATCH_MORE */
+    struct cairn_metrics_histogram *fsync_hist;
 };
+
+void cairn__store_set_fsync_histogram(cairn__store_t *s,
+                                      struct cairn_metrics_histogram *h)
+{
+    s->fsync_hist = h;
+}
 
 /* ---- the I/O seam ------------------------------------------------------ */
 
@@ -169,6 +177,17 @@ static int write_all(int fd, const uint8_t *b, size_t n, uint64_t off)
 static int do_fdatasync(int fd)
 {
     return atomic_load(&io_ops)->fdatasync(fd) < 0 ? -errno : 0;
+}
+
+/* The writer's fdatasync, timed into the store's histogram. */
+static int timed_fdatasync(cairn__store_t *s, int fd)
+{
+    uint64_t t0 = cairn__mono_ns();
+    int rc = do_fdatasync(fd);
+    if (s->fsync_hist)
+        cairn_metrics_histogram_observe(s->fsync_hist,
+                                        (double)(cairn__mono_ns() - t0) / 1e9);
+    return rc;
 }
 
 static void set_err(char *err, size_t len, const char *fmt, ...)
@@ -593,7 +612,7 @@ static int seal_and_roll(cairn__store_t *s, uint64_t next_seq)
     seg_t *g = s->segs[s->nsegs - 1];
     /* Everything in the old segment becomes durable before we leave it,
      * so durable_seq never has to track two files. */
-    int rc = do_fdatasync(s->active_fd);
+    int rc = timed_fdatasync(s, s->active_fd);
     if (rc == 0 && ftruncate(s->active_fd, (off_t)g->size) < 0)
         rc = -errno;
     if (rc == 0)
@@ -735,7 +754,7 @@ static void *writer_main(void *arg)
         if (durable < written &&
             (atomic_load(&s->sync_wanted) >= durable ||
              now - last_sync >= interval || atomic_load(&s->stop))) {
-            int rc = do_fdatasync(s->active_fd);
+            int rc = timed_fdatasync(s, s->active_fd);
             if (rc < 0) {
                 fail(s, rc);
                 break;

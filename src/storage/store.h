@@ -78,6 +78,11 @@ int cairn__store_cursor_next(cairn__seg_cursor_t *c, cairn_event_t *ev);
 uint64_t cairn__store_cursor_seq(const cairn__seg_cursor_t *c);
 void cairn__store_cursor_close(cairn__seg_cursor_t *c);
 
+/* Observe every fdatasync's duration (seconds) in h (NULL: none). */
+struct cairn_metrics_histogram;
+void cairn__store_set_fsync_histogram(cairn__store_t *s,
+                                      struct cairn_metrics_histogram *h);
+
 /* Test-only I/O seam: the storage layer calls these for every write and
  * sync, so tests can inject EIO and ENOSPC.  NULL restores libc. */
 typedef struct cairn__io {
