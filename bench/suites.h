@@ -7,4 +7,5 @@
     X(guard)                                                                   \
     X(fsm)                                                                     \
     X(bus)                                                                     \
-    X(table)
+    X(table)                                                                   \
+    X(http)

@@ -148,8 +148,8 @@ typedef struct cairn_record_result {
     uint64_t version;        /* accepted: the stream's version after it */
     uint64_t retry_after_ns; /* throttled / breaker open: exact wait in ns */
     uint32_t breaker_epoch;  /* accepted: epoch to report a later outcome */
-    int outcome_applied;     /* 1: the outcome moved the breaker's counters
-                                (0 when it was stale or the breaker is off) */
+    int outcome_applied;     /* 1: the outcome was for the current epoch
+                                (0: none given, or stale and ignored) */
 } cairn_record_result_t;
 
 /*

@@ -79,7 +79,7 @@ int cairn__guard_admit_slow(cairn__guard_t *g, cairn__stream_t *s,
  * res->breaker_epoch), CAIRN_EBREAKER_OPEN or CAIRN_ETHROTTLED (with
  * res->retry_after_ns), or CAIRN_ETHROTTLE_BATCH.  Reserved ('$') streams
  * pass unguarded.  With the breaker closed and the throttle off this is one
- * relaxed load, a coarse clock read and a store on the stream's line.
+ * relaxed load, a coarse clock read and (every few ms) a relaxed store.
  * The caller is inside a table section.
  */
 static inline int cairn__guard_admit(cairn__guard_t *g, cairn__stream_t *s,
@@ -93,8 +93,13 @@ static inline int cairn__guard_admit(cairn__guard_t *g, cairn__stream_t *s,
     uint64_t b = atomic_load_explicit(&s->breaker, memory_order_relaxed);
     if ((b & CAIRN_BREAKER_STATE_MASK) == 0 && !g->throttle_on) {
         res->breaker_epoch = (uint32_t)(b >> CAIRN_BREAKER_EPOCH_SHIFT);
-        atomic_store_explicit(&s->last_active_ns, cairn__guard_now_coarse(g),
-                              memory_order_relaxed);
+        /* Idleness is judged in seconds: store only when the coarse clock
+         * moved, so appenders to one stream do not bounce the line for it. */
+        uint64_t now = cairn__guard_now_coarse(g);
+        if (atomic_load_explicit(&s->last_active_ns, memory_order_relaxed) !=
+            now)
+            atomic_store_explicit(&s->last_active_ns, now,
+                                  memory_order_relaxed);
         return 0;
     }
     return cairn__guard_admit_slow(g, s, stream, stream_len, n, res);

@@ -292,8 +292,13 @@ int cairn__guard_admit_slow(cairn__guard_t *g, cairn__stream_t *s,
         }
     }
     res->breaker_epoch = epoch;
-    atomic_store_explicit(&s->last_active_ns, t.rel + g->base_ns,
-                          memory_order_relaxed);
+    /* Idleness is judged in seconds: refresh the stamp once per ms at most,
+     * so two threads on one stream do not bounce its line for it. */
+    if (t.rel + g->base_ns - atomic_load_explicit(&s->last_active_ns,
+                                                  memory_order_relaxed) >
+        1000000u)
+        atomic_store_explicit(&s->last_active_ns, t.rel + g->base_ns,
+                              memory_order_relaxed);
 out:
     unlock(g);
     emit(g, &eb, stream, stream_len);

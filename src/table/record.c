@@ -17,7 +17,10 @@
  * of refused appends costs no audit writes.  On top of that a log-wide GCRA
  * bucket (CAIRN_AUDIT_RATE per second, CAIRN_AUDIT_BURST at once) bounds
  * what an attack flipping many streams can write; events over it are
- * counted and the next event written carries "suppressed": n.
+ * counted and the next event written carries "suppressed": n.  Events are
+ * appended after the CAS that decided them, so racing threads may write
+ * two transitions of one stream out of order: the "epoch" each carries
+ * (+1 per transition) is the order.
  */
 #include <sched.h>
 #include <stdio.h>

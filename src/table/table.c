@@ -357,15 +357,16 @@ static unsigned evict_locked(cairn_table_t *t)
         t->dead_cap = cap;
     }
     /* Dead slots and tombstones count against the table's physical room:
-     * keep an eighth of the slots EMPTY so that a miss ends quickly.  (A
+     * keep a quarter of the slots EMPTY so that runs, and misses, stay
+     * short.  (A
      * reader that stays in a section stalls reclamation; then evictions
      * stop here rather than fill the table with dead slots.) */
     const uint64_t slots = t->mask + 1;
     const uint64_t used = t->ndead + t->tombs + t->max;
     /* Past that point only streams sitting behind tombstones go: their
      * leaving lets the tombstones clear, which is how the room returns. */
-    const int tombs_only = used + slots / 8 >= slots;
-    uint64_t batch = tombs_only ? CAIRN_EVICT_BATCH : slots - slots / 8 - used;
+    const int tombs_only = used + slots / 4 >= slots;
+    uint64_t batch = tombs_only ? CAIRN_EVICT_BATCH : slots - slots / 4 - used;
     if (batch > CAIRN_EVICT_BATCH)
         batch = CAIRN_EVICT_BATCH;
     unsigned evicted = 0;
