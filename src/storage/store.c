@@ -1287,8 +1287,9 @@ int cairn__store_cursor_next(cairn__seg_cursor_t *c, cairn_event_t *ev)
         while (i < s->nsegs && s->segs[i]->first_seq < c->next_seq)
             i++;
         if (i == s->nsegs || s->segs[i]->first_seq != c->next_seq) {
+            const int at_end = i == s->nsegs; /* read under the lock */
             pthread_mutex_unlock(&s->mu);
-            if (i == s->nsegs)
+            if (at_end)
                 return 0; /* the next segment is being created */
             return CAIRN_EEXPIRED;
         }
