@@ -137,7 +137,9 @@ CAIRN_EXPORT int cairn_projection_read_cached(cairn_projection_t *p,
  * only that stream (from its newest usable snapshot) and cache it.
  * Events committed but not yet dispatched by the bus may be missing from
  * a cached state; pass the seq of your own last append as min_seq to read
- * your writes.  Returns 0, CAIRN_ENOT_FOUND (no such stream), -ENOBUFS,
+ * your writes.  A derive reads to the committed tail: a stream whose
+ * events all sit behind another producer's uncommitted record reads as
+ * its initial state (info->version 0).  Returns 0, CAIRN_ENOT_FOUND (no such stream), -ENOBUFS,
  * CAIRN_EEXPIRED (retention removed events the derive needs and no
  * snapshot covers them), the fold's code, a log read code.
  */

@@ -45,7 +45,10 @@
  * it.  This is the store-buffering (Dekker) pattern: subscriber
  * "sleepers++; barrier; read tag", producer "write tag; barrier; read
  * sleepers"; with a full barrier on each side at least one sees the other,
- * so either the subscriber finds the event or the producer wakes it.  The
+ * so either the subscriber finds the event or the producer wakes it.
+ * Before announcing, a caught-up subscriber polls the log CAIRN__BUS_SPINS
+ * times (pausing, then yielding): under load the next event usually
+ * arrives within microseconds, and neither side then pays for a sleep.  The
  * producer's side is a compiler barrier only when the kernel supports
  * MEMBARRIER_CMD_PRIVATE_EXPEDITED: the subscriber, about to sleep anyway,
  * then pays for an IPI that runs a full barrier on every running thread of
@@ -62,7 +65,9 @@
  * owner released them) closes its iterator; the reopen at the cursor
  * reads the segments (durable log) or reports the loss (in-memory log);
  * (2) the keeper thread closes the iterator of any subscriber that holds a
- * ring pin and has been outside cairn_bus_next for park_ms.  Each
+ * ring pin and has made no cairn_bus_next call for park_ms (it compares a
+ * per-subscriber call counter between its visits, so the subscriber's
+ * path reads no clock).  Each
  * subscriber's mutex `mu` is held by cairn_bus_next for its whole call
  * (uncontended but for the keeper, which only try-locks it), so the keeper
  * never touches an iterator in use.
@@ -73,6 +78,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdatomic.h>
@@ -97,6 +103,10 @@
 #pragma GCC diagnostic ignored "-Wtsan"
 #endif
 
+/* Polls of the log a caught-up subscriber makes before it sleeps: half
+ * with a short pause, half yielding the CPU. */
+#define CAIRN__BUS_SPINS 64u
+
 typedef struct handler {
     int id; /* 0: slot free */
     cairn_bus_handler_fn fn;
@@ -115,12 +125,14 @@ struct cairn_bus_sub {
     uint64_t cursor;           /* next seq to examine; 0 = time start */
     int64_t from_time_ns;      /* time start while cursor == 0 */
     uint32_t since_repin;
-    uint64_t last_return_ns;   /* monotonic, under mu */
+    uint64_t k_calls, k_since; /* keeper only: calls seen, since when */
     uint8_t *buf;              /* delivered event copy */
     size_t buf_cap;
 
-    /* Written under mu by the owner, read relaxed by stats and keeper. */
-    _Atomic uint64_t pos_pub, delivered, missed, lag_notices, reopens, sleeps;
+    /* Written by the owner only (under mu, plain load + store), read
+     * relaxed by stats and the keeper. */
+    _Atomic uint64_t pos_pub, calls, delivered, missed, lag_notices, reopens,
+        sleeps;
 
     _Alignas(64) _Atomic uint32_t wake; /* futex word */
     _Atomic int sleeping;
@@ -231,6 +243,14 @@ static int stream_may_match(const cairn_read_filter_t *f, const char *stream,
     if (f->stream_prefix)
         return len >= f->stream_len && memcmp(stream, f->stream, f->stream_len) == 0;
     return len == f->stream_len && memcmp(stream, f->stream, len) == 0;
+}
+
+/* Add to a counter only its owner writes (no read-modify-write needed). */
+static inline void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(
+        c, atomic_load_explicit(c, memory_order_relaxed) + n,
+        memory_order_relaxed);
 }
 
 /* ---- barriers and futexes ------------------------------------------------ */
@@ -419,11 +439,17 @@ static void keeper_visit(cairn_bus_t *bus, cairn_bus_sub_t *s, uint64_t now)
         cairn_metrics_gauge_set(s->m_lag, (int64_t)sub_lag(s));
     if (pthread_mutex_trylock(&s->mu) != 0)
         return; /* inside cairn_bus_next: it holds its pin legitimately */
-    if (s->it && s->it->slot >= 0 &&
-        now - s->last_return_ns >= (uint64_t)bus->o.park_ms * 1000000u) {
+    /* Parked = no cairn_bus_next call since the keeper last looked, for
+     * park_ms (no clock read on the subscriber's path). */
+    uint64_t calls = atomic_load_explicit(&s->calls, memory_order_relaxed);
+    if (calls != s->k_calls) {
+        s->k_calls = calls;
+        s->k_since = now;
+    } else if (s->it && s->it->slot >= 0 &&
+               now - s->k_since >= (uint64_t)bus->o.park_ms * 1000000u) {
         cairn_log_iter_close(s->it);
         s->it = NULL;
-        atomic_fetch_add_explicit(&s->reopens, 1, memory_order_relaxed);
+        bump(&s->reopens, 1);
         atomic_fetch_add_explicit(&bus->unpins, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&s->mu);
@@ -723,7 +749,7 @@ int cairn_bus_subscribe(cairn_bus_t *bus, const cairn_bus_sub_opts_t *o,
     else
         s->cursor = cairn_log_next_seq(bus->log);
     atomic_store_explicit(&s->pos_pub, s->cursor, memory_order_relaxed);
-    s->last_return_ns = cairn__mono_ns();
+    s->k_since = cairn__mono_ns();
 
     pthread_mutex_lock(&bus->subs_mu);
     uint32_t i = 0;
@@ -832,8 +858,8 @@ static int report_lag(cairn_bus_sub_t *s, cairn_bus_lag_t *lag)
     if (lag)
         *lag = l;
     set_cursor(s, first);
-    atomic_fetch_add_explicit(&s->missed, l.missed, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->lag_notices, 1, memory_order_relaxed);
+    bump(&s->missed, l.missed);
+    bump(&s->lag_notices, 1);
     if (s->m_missed)
         cairn_metrics_counter_add(s->m_missed, l.missed);
     return CAIRN_ESUBSCRIBER_LAGGED;
@@ -866,7 +892,7 @@ static int sub_read(cairn_bus_sub_t *s, cairn_event_t *ev, cairn_bus_lag_t *lag)
         if (!s->it) {
             if ((rc = sub_open(s, lag)) != 0)
                 return rc;
-            atomic_fetch_add_explicit(&s->reopens, 1, memory_order_relaxed);
+            bump(&s->reopens, 1);
         }
         rc = cairn_log_iter_next(s->it, ev);
         if (rc != CAIRN_EEXPIRED)
@@ -890,7 +916,7 @@ static int sub_read(cairn_bus_sub_t *s, cairn_event_t *ev, cairn_bus_lag_t *lag)
         return rc;
     int time_start = s->cursor == 0;
     set_cursor(s, ev->seq + 1);
-    atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
+    bump(&s->delivered, 1);
     if (s->m_delivered)
         cairn_metrics_counter_inc(s->m_delivered);
     /* A time start filtered on time: from here on the cursor is a seq and
@@ -932,6 +958,19 @@ int cairn_bus_next(cairn_bus_sub_t *s, cairn_event_t *ev, int64_t timeout_ns,
             rc = CAIRN_ETIMEOUT;
             break;
         }
+        /* Spin briefly, then yield, before paying for a sleep and a
+         * wake-up: a producer mid-burst usually commits again within a
+         * few microseconds. */
+        for (unsigned i = 0; rc == 0 && i < CAIRN__BUS_SPINS; i++) {
+            if (i < CAIRN__BUS_SPINS / 2)
+                for (unsigned k = 0; k < 32; k++)
+                    cairn__cpu_relax();
+            else
+                sched_yield();
+            rc = sub_read(s, ev, lag);
+        }
+        if (rc != 0)
+            break;
         if (timeout_ns > 0) {
             uint64_t now = cairn__mono_ns();
             if (now >= deadline) {
@@ -949,7 +988,7 @@ int cairn_bus_next(cairn_bus_sub_t *s, cairn_event_t *ev, int64_t timeout_ns,
                  ? CAIRN_ECLOSED
                  : sub_read(s, ev, lag);
         if (rc == 0) {
-            atomic_fetch_add_explicit(&s->sleeps, 1, memory_order_relaxed);
+            bump(&s->sleeps, 1);
             futex_wait(&s->wake, w, left);
         }
         atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
@@ -957,7 +996,7 @@ int cairn_bus_next(cairn_bus_sub_t *s, cairn_event_t *ev, int64_t timeout_ns,
         if (rc != 0)
             break;
     }
-    s->last_return_ns = cairn__mono_ns();
+    bump(&s->calls, 1);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

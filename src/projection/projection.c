@@ -67,7 +67,7 @@
 #include "projection/projection_internal.h"
 
 #define KEY_WORDS 32 /* 256 bytes >= CAIRN_STREAM_MAX */
-#define HIT_SHARDS 16
+#define HIT_SHARDS 64 /* threads that own a counter shard; later ones share */
 
 typedef struct entry {
     cairn_seqlock_t sl;
@@ -79,8 +79,9 @@ typedef struct entry {
     _Atomic uint8_t ref;
     uint8_t live;
     uint32_t slot;
-    _Atomic uint64_t key[KEY_WORDS]; /* protected by sl */
-    _Atomic uint64_t state[];        /* protected by sl */
+    /* protected by sl: state_words of state, then KEY_WORDS of name (the
+     * state first, so a small state shares the header's cache line) */
+    _Atomic uint64_t words[];
 } entry_t;
 
 typedef struct shard {
@@ -114,7 +115,7 @@ struct cairn_projection {
 
     _Alignas(64) _Atomic uint64_t disp_seen;
 
-    shard_t shards[HIT_SHARDS];
+    shard_t shards[HIT_SHARDS + 1]; /* [HIT_SHARDS]: the shared one */
     _Atomic uint64_t derives, replayed, folded, invalidated, evictions,
         snaps_written, snaps_used, snaps_dropped;
 
@@ -131,56 +132,109 @@ static inline entry_t *entry_at(const cairn_projection_t *p, uint32_t i)
     return (entry_t *)(p->pool + (size_t)i * p->stride);
 }
 
+static inline _Atomic uint64_t *ekey(const cairn_projection_t *p, entry_t *e)
+{
+    return e->words + p->state_words;
+}
+
 static inline uint64_t mix(uint64_t a, uint64_t b)
 {
     __uint128_t r = (__uint128_t)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-/* Pack name into zero-padded words; returns the word count. */
+/* Pack name into words (key_word below); returns the word count. */
+static inline uint64_t key_word(const char *s, size_t len, size_t i);
+
 static inline size_t pack_key(uint64_t *kw, const char *s, size_t len)
 {
     size_t n = (len + 7) / 8;
-    kw[n - 1] = 0;
-    memcpy(kw, s, len);
+    for (size_t i = 0; i < n; i++)
+        kw[i] = key_word(s, len, i);
     return n;
 }
 
-static inline uint64_t hash_key(uint64_t seed, const uint64_t *kw, size_t n,
-                                size_t len)
+/* Word i of name s (len bytes) as pack_key would store it, read straight
+ * from the string (no copy into a buffer on the read path). */
+static inline uint64_t key_word(const char *s, size_t len, size_t i)
 {
-    uint64_t h = seed ^ (len * UINT64_C(0x9E3779B97F4A7C15));
-    for (size_t i = 0; i < n; i++)
-        h = mix(h ^ kw[i], UINT64_C(0xA0761D6478BD642F));
-    return mix(h, UINT64_C(0xE7037ED1A0B428DB));
+    uint64_t w = 0;
+    if (8 * i + 8 <= len) {
+        memcpy(&w, s + 8 * i, 8);
+        return w;
+    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (len >= 8) {
+        /* The tail as the top bytes of the string's last 8, shifted down:
+         * no byte loop, no read outside the string. */
+        memcpy(&w, s + len - 8, 8);
+        return w >> (8 * (8 - (len - 8 * i)));
+    }
+#endif
+    for (size_t k = len - 8 * i; k-- > 0;)
+        w = (w << 8) | (uint8_t)s[8 * i + k];
+    return w;
 }
 
+/* 16 bytes per 64x64->128 multiply (a wyhash-style mix), seeded per
+ * projection; not cryptographic, but the seed is secret and a probe run
+ * is bounded by the cache's capacity. */
+static inline uint64_t hash_key(uint64_t seed, const char *s, size_t len)
+{
+    size_t n = (len + 7) / 8, i = 0;
+    uint64_t h = seed ^ (len * UINT64_C(0x9E3779B97F4A7C15));
+    for (; i + 1 < n; i += 2)
+        h = mix(key_word(s, len, i) ^ UINT64_C(0xA0761D6478BD642F),
+                key_word(s, len, i + 1) ^ h ^ UINT64_C(0xE7037ED1A0B428DB));
+    if (i < n)
+        h = mix(key_word(s, len, i) ^ UINT64_C(0xA0761D6478BD642F),
+                h ^ UINT64_C(0xE7037ED1A0B428DB));
+    return h ^ (h >> 29);
+}
+
+/* The calling thread's counter shard: the first HIT_SHARDS threads of
+ * the process own one each (only they write it, so a relaxed load and
+ * store count exactly, with no locked instruction on the read path);
+ * later threads share the last one with atomic adds. */
 static unsigned my_shard(void)
 {
     static _Atomic unsigned next_shard;
     static _Thread_local unsigned shard = UINT32_MAX;
-    if (shard == UINT32_MAX)
-        shard = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) %
-                HIT_SHARDS;
+    if (shard == UINT32_MAX) {
+        shard = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed);
+        if (shard > HIT_SHARDS)
+            shard = HIT_SHARDS;
+    }
     return shard;
+}
+
+static inline void shard_add(_Atomic uint64_t *c, unsigned shard)
+{
+    if (shard < HIT_SHARDS)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
 static void count_hit(cairn_projection_t *p)
 {
-    if (p->m_hits)
+    if (p->m_hits) {
         cairn_metrics_counter_inc(p->m_hits);
-    else
-        atomic_fetch_add_explicit(&p->shards[my_shard()].hits, 1,
-                                  memory_order_relaxed);
+    } else {
+        unsigned k = my_shard();
+        shard_add(&p->shards[k].hits, k);
+    }
 }
 
 static void count_miss(cairn_projection_t *p)
 {
-    if (p->m_misses)
+    if (p->m_misses) {
         cairn_metrics_counter_inc(p->m_misses);
-    else
-        atomic_fetch_add_explicit(&p->shards[my_shard()].misses, 1,
-                                  memory_order_relaxed);
+    } else {
+        unsigned k = my_shard();
+        shard_add(&p->shards[k].misses, k);
+    }
 }
 
 /* ---- lock-free reads ----------------------------------------------------- */
@@ -222,8 +276,8 @@ static inline void store_words(_Atomic uint64_t *w, const void *src, size_t n)
  * order of the slots: acquire for readers, seq_cst for the dispatcher's
  * half of the derive handshake.
  */
-static int cache_lookup(cairn_projection_t *p, const uint64_t *kw, size_t nkw,
-                        size_t klen, uint64_t h, void *state, size_t cap,
+static inline int cache_lookup(cairn_projection_t *p, const char *key,
+                               size_t nkw, size_t klen, uint64_t h, void *state, size_t cap,
                         cairn_projection_info_t *info, memory_order order)
 {
     uint64_t i = h & p->mask;
@@ -241,7 +295,8 @@ static int cache_lookup(cairn_projection_t *p, const uint64_t *kw, size_t nkw,
                 break;
             size_t k = 0;
             while (k < nkw &&
-                   atomic_load_explicit(&e->key[k], memory_order_relaxed) == kw[k])
+                   atomic_load_explicit(&ekey(p, e)[k], memory_order_relaxed) ==
+                       key_word(key, klen, k))
                 k++;
             if (k < nkw)
                 break;
@@ -251,7 +306,7 @@ static int cache_lookup(cairn_projection_t *p, const uint64_t *kw, size_t nkw,
                 if (slen > cap)
                     rc = -ENOBUFS;
                 else
-                    load_words(state, e->state, slen);
+                    load_words(state, e->words, slen);
             }
             uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
             uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
@@ -283,11 +338,9 @@ int cairn_projection_read_cached(cairn_projection_t *p, const char *stream,
 {
     if (!stream || stream_len == 0 || stream_len > CAIRN_STREAM_MAX)
         return CAIRN_ENOT_FOUND;
-    uint64_t kw[KEY_WORDS];
-    size_t nkw = pack_key(kw, stream, stream_len);
-    uint64_t h = hash_key(p->seed, kw, nkw, stream_len);
-    int rc = cache_lookup(p, kw, nkw, stream_len, h, state, cap, info,
-                          memory_order_acquire);
+    uint64_t h = hash_key(p->seed, stream, stream_len);
+    int rc = cache_lookup(p, stream, (stream_len + 7) / 8, stream_len, h, state,
+                          cap, info, memory_order_acquire);
     if (rc == 0)
         count_hit(p);
     return rc;
@@ -311,7 +364,7 @@ static entry_t *w_find(cairn_projection_t *p, const uint64_t *kw, size_t nkw,
             continue;
         size_t k = 0;
         while (k < nkw &&
-               atomic_load_explicit(&e->key[k], memory_order_relaxed) == kw[k])
+               atomic_load_explicit(&ekey(p, e)[k], memory_order_relaxed) == kw[k])
             k++;
         if (k == nkw)
             return e;
@@ -381,7 +434,7 @@ static entry_t *w_alloc(cairn_projection_t *p)
     }
 }
 
-static void w_write(entry_t *e, uint64_t h, const uint64_t *kw, size_t nkw,
+static void w_write(cairn_projection_t *p, entry_t *e, uint64_t h, const uint64_t *kw, size_t nkw,
                     size_t klen, const void *state, size_t slen, uint64_t seq,
                     uint64_t version, int64_t time_ns, int key_too)
 {
@@ -394,8 +447,8 @@ static void w_write(entry_t *e, uint64_t h, const uint64_t *kw, size_t nkw,
     atomic_store_explicit(&e->time, (uint64_t)time_ns, memory_order_relaxed);
     if (key_too)
         for (size_t i = 0; i < nkw; i++)
-            atomic_store_explicit(&e->key[i], kw[i], memory_order_relaxed);
-    store_words(e->state, state, slen);
+            atomic_store_explicit(&ekey(p, e)[i], kw[i], memory_order_relaxed);
+    store_words(e->words, state, slen);
     cairn_seqlock_write_end(&e->sl, t);
 }
 
@@ -407,7 +460,7 @@ static entry_t *w_insert(cairn_projection_t *p, uint64_t h, const uint64_t *kw,
                          int64_t time_ns)
 {
     entry_t *e = w_alloc(p);
-    w_write(e, h, kw, nkw, klen, state, slen, seq, version, time_ns, 1);
+    w_write(p, e, h, kw, nkw, klen, state, slen, seq, version, time_ns, 1);
     atomic_store_explicit(&e->ref, 1, memory_order_relaxed);
     e->live = 1;
     uint64_t i = h & p->mask;
@@ -430,12 +483,12 @@ static void on_commit_event(void *ctx, const cairn_event_t *ev)
     /* seq_cst store, then seq_cst slot loads: the dispatcher's half of
      * the derive handshake (DESIGN). */
     atomic_store_explicit(&p->disp_seen, ev->seq, memory_order_seq_cst);
+    uint64_t h = hash_key(p->seed, ev->stream, ev->stream_len);
+    if (cache_lookup(p, ev->stream, (ev->stream_len + 7) / 8, ev->stream_len, h,
+                     NULL, 0, NULL, memory_order_seq_cst) != 0)
+        return;
     uint64_t kw[KEY_WORDS];
     size_t nkw = pack_key(kw, ev->stream, ev->stream_len);
-    uint64_t h = hash_key(p->seed, kw, nkw, ev->stream_len);
-    if (cache_lookup(p, kw, nkw, ev->stream_len, h, NULL, 0, NULL,
-                     memory_order_seq_cst) != 0)
-        return;
     pthread_mutex_lock(&p->wmu);
     entry_t *e = w_find(p, kw, nkw, ev->stream_len, h);
     if (!e)
@@ -450,14 +503,14 @@ static void on_commit_event(void *ctx, const cairn_event_t *ev)
     }
     size_t slen = (size_t)(atomic_load_explicit(&e->lens, memory_order_relaxed) >>
                            16);
-    load_words(p->scratch, e->state, slen);
+    load_words(p->scratch, e->words, slen);
     if (p->def.fold(p->def.ctx, p->scratch, &slen, p->state_max, ev) != 0 ||
         slen > p->state_max) {
         w_remove(p, e);
         atomic_fetch_add_explicit(&p->invalidated, 1, memory_order_relaxed);
         goto out;
     }
-    w_write(e, h, kw, nkw, ev->stream_len, p->scratch, slen, ev->seq,
+    w_write(p, e, h, kw, nkw, ev->stream_len, p->scratch, slen, ev->seq,
             ev->version, ev->time_ns, 0);
     atomic_fetch_add_explicit(&p->folded, 1, memory_order_relaxed);
 out:
@@ -536,12 +589,12 @@ static int try_cache(derive_t *d, cairn_log_iter_t *it)
     cairn_projection_t *p = d->p;
     uint64_t kw[KEY_WORDS];
     size_t nkw = pack_key(kw, d->stream, d->len);
-    uint64_t h = hash_key(p->seed, kw, nkw, d->len);
+    uint64_t h = hash_key(p->seed, d->stream, d->len);
     int cached = 1;
     pthread_mutex_lock(&p->wmu);
     entry_t *e = w_find(p, kw, nkw, d->len, h);
     if (e)
-        w_write(e, h, kw, nkw, d->len, d->state, d->slen, d->seq, d->version,
+        w_write(p, e, h, kw, nkw, d->len, d->state, d->slen, d->seq, d->version,
                 d->time, 0);
     else
         e = w_insert(p, h, kw, nkw, d->len, d->state, d->slen, d->seq,
@@ -638,8 +691,9 @@ static void fill_info(const derive_t *d, cairn_projection_info_t *info)
 static int derive_into(cairn_projection_t *p, derive_t *d, int cache_it,
                        void *state, size_t cap, cairn_projection_info_t *info)
 {
+    uint64_t small[64]; /* states up to 512 bytes need no allocation */
     d->p = p;
-    d->state = malloc(p->state_max ? p->state_max : 8);
+    d->state = p->state_max <= sizeof small ? small : malloc(p->state_max);
     if (!d->state)
         return -ENOMEM;
     int rc = derive_run(d, cache_it);
@@ -650,7 +704,8 @@ static int derive_into(cairn_projection_t *p, derive_t *d, int cache_it,
         else if (d->slen)
             memcpy(state, d->state, d->slen);
     }
-    free(d->state);
+    if (d->state != small)
+        free(d->state);
     return rc;
 }
 
@@ -822,7 +877,8 @@ int cairn__projection_create_ex(cairn_bus_t *bus,
     p->state_max = p->state_words * 8;
     p->def.state_max = (uint32_t)p->state_max;
     p->cap = o.cache_capacity;
-    p->stride = (sizeof(entry_t) + p->state_words * 8 + 63) & ~(size_t)63;
+    p->stride = (sizeof(entry_t) + (p->state_words + KEY_WORDS) * 8 + 63) &
+                ~(size_t)63;
     uint64_t nslots = 1;
     while (nslots < 2 * (uint64_t)p->cap)
         nslots <<= 1;
@@ -929,7 +985,7 @@ void cairn_projection_stats(cairn_projection_t *p, cairn_projection_stats_t *o)
         o->hits = cairn_metrics_counter_value(p->m_hits);
         o->misses = cairn_metrics_counter_value(p->m_misses);
     } else {
-        for (int i = 0; i < HIT_SHARDS; i++) {
+        for (int i = 0; i <= HIT_SHARDS; i++) {
             o->hits += atomic_load_explicit(&p->shards[i].hits,
                                             memory_order_relaxed);
             o->misses += atomic_load_explicit(&p->shards[i].misses,

@@ -598,10 +598,17 @@ static void *cc_read(void *arg)
     unsigned i = 0;
     while (!atomic_load(c->stop)) {
         snprintf(name, sizeof name, "cc%u", i++ % CC_STREAMS);
-        sums_t s;
+        /* Poisoned: a state of length 0 (no event of the stream readable
+         * yet, e.g. behind a preempted producer's uncommitted record) must
+         * not be mistaken for the buffer's old content. */
+        sums_t s = {~0ull, ~0ull, ~0ull, ~0ull};
         cairn_projection_info_t info;
         int rc = cairn_projection_get(c->p, name, strlen(name), 0, &s, sizeof s,
                                       &info);
+        if (rc == 0 && info.state_len == 0) {
+            THREAD_CHECK(info.version == 0);
+            memset(&s, 0, sizeof s);
+        }
         if (rc == CAIRN_ENOT_FOUND)
             continue;
         THREAD_CHECK(rc == 0);
