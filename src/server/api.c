@@ -748,9 +748,9 @@ enum MHD_Result cairn__api_readyz(req_t *r)
 {
     server_t *s = r->s;
     if (!atomic_load(&s->ready))
-        return cairn__respond(r, 503, "application/json",
-                              "{\"ready\":false,\"reason\":\"recovering\"}\n",
-                              40, NULL);
+        return cairn__respond_lit(r, 503,
+                                  "{\"ready\":false,\"reason\":"
+                                  "\"recovering\"}\n");
     cairn_log_health_t h;
     cairn_log_health(s->log, &h);
     if (h.read_only) {
@@ -762,8 +762,7 @@ enum MHD_Result cairn__api_readyz(req_t *r)
         sb_free(&o);
         return ok;
     }
-    return cairn__respond(r, 200, "application/json", "{\"ready\":true}\n",
-                          15, NULL);
+    return cairn__respond_lit(r, 200, "{\"ready\":true}\n");
 }
 
 enum MHD_Result cairn__api_metrics(req_t *r)

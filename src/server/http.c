@@ -461,8 +461,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
     }
     switch (r->route) {
     case ROUTE_HEALTHZ:
-        return cairn__respond(r, 200, "application/json",
-                              "{\"status\":\"ok\"}\n", 16, NULL);
+        return cairn__respond_lit(r, 200, "{\"status\":\"ok\"}\n");
     case ROUTE_READYZ:
         return cairn__api_readyz(r);
     case ROUTE_METRICS:

@@ -28,6 +28,11 @@ const char *cairn__route_name(route_t r);
 enum MHD_Result cairn__respond(req_t *r, unsigned status, const char *ctype,
                                const char *body, size_t len,
                                const char *const *headers);
+/* A JSON string literal as the body (its length taken by sizeof). */
+#define cairn__respond_lit(r, status, lit)                                     \
+    cairn__respond((r), (status), "application/json", (lit),                   \
+                   sizeof(lit) - 1, NULL)
+
 /* Queue b as application/json and free it. */
 enum MHD_Result cairn__respond_json(req_t *r, unsigned status, sb_t *b,
                                     const char *const *headers);
