@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cairn/cairn.h"
 #include "cairn/log.h"
 #include "log/record.h"
 #include "log/ring.h"
@@ -79,10 +80,15 @@ static void *full_thread(void *arg)
     uint64_t start = cairn_bench_now_ns(), now, ops = 0;
     do {
         for (unsigned i = 0; i < RELEASE_EVERY; i++) {
-            if (cairn_log_append(c->log, stream, (size_t)sl, &ev, 1,
-                                 CAIRN_EXPECT_ANY, CAIRN_DURABILITY_MEMORY,
-                                 &res) != 0) {
-                fprintf(stderr, "cairn: bench: append failed\n");
+            int rc;
+            while ((rc = cairn_log_append(c->log, stream, (size_t)sl, &ev, 1,
+                                          CAIRN_EXPECT_ANY,
+                                          CAIRN_DURABILITY_MEMORY, &res)) ==
+                   CAIRN_ELOG_FULL)
+                cairn_log_release(c->log, cairn_log_next_seq(c->log) - 1);
+            if (rc != 0) {
+                fprintf(stderr, "cairn: bench: append failed: %s\n",
+                        cairn_strerror(rc));
                 exit(1);
             }
         }
@@ -107,6 +113,9 @@ static void *ring_thread(void *arg)
     wait_start(c);
     uint64_t start = cairn_bench_now_ns(), now, ops = 0;
     do {
+        /* A claim waits at most ~1 ms for space (clock read once per
+         * batch, not per claim). */
+        uint64_t deadline = cairn_bench_now_ns() + 1000000u;
         for (unsigned i = 0; i < RELEASE_EVERY; i++) {
             cairn__claim_t cl;
             if (c->ring_mu) {
@@ -122,7 +131,16 @@ static void *ring_thread(void *arg)
                                       memory_order_release);
                 pthread_mutex_unlock(c->ring_mu);
             } else {
-                if (cairn__ring_claim(r, size, 1, UINT64_MAX, &cl) != 0) {
+                /* The producers are also the consumers here: one that
+                 * finds the ring full releases what it has seen
+                 * committed, so two producers cannot wait on each other. */
+                int rc;
+                while ((rc = cairn__ring_claim(r, size, 1, deadline, &cl)) ==
+                       CAIRN_ELOG_FULL) {
+                    cairn__ring_release(r, last);
+                    deadline = cairn_bench_now_ns() + 1000000u;
+                }
+                if (rc != 0) {
                     fprintf(stderr, "cairn: bench: ring claim failed\n");
                     exit(1);
                 }
@@ -174,6 +192,7 @@ static double bench_full(int enhanced, int nthreads, uint64_t duration_ns)
     cairn_log_opts_t o;
     cairn_log_opts_init(&o);
     o.enhanced_mode = enhanced;
+    o.append_timeout_ms = 2; /* a full ring sends the producer to release */
     bench_ctx_t c;
     memset(&c, 0, sizeof c);
     c.duration_ns = duration_ns;

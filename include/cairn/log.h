@@ -173,6 +173,12 @@ typedef struct cairn_log_opts {
      * corruption).  Optional caller buffer. */
     char *error_detail;
     size_t error_detail_len;
+    /* Optional payload guards (include/cairn/guard.h), borrowed: every
+     * event of every append passes cairn_guard_check (JSON events as
+     * JSON, others as binary, patterns for their type) before anything is
+     * stored; a rejection returns its CAIRN_EGUARD_* code, is audited to
+     * $audit and stores nothing.  NULL: no content guards. */
+    struct cairn_guard *guard;
     /* Optional: register the log's metrics here (appends by result,
      * events and payload bytes appended, fdatasync latency).  Borrowed;
      * must outlive the log. */

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "cairn/fsm.h"
+#include "cairn/guard.h"
 #include "cairn/metrics.h"
 #include "internal/clock.h"
 #include "internal/guard_state.h"
@@ -38,6 +39,60 @@
 #include "log/record.h"
 
 static int register_metrics(cairn_log_t *log, cairn_metrics_t *m);
+
+/* One guard result workspace per thread (guards keep their scratch in
+ * it), freed when the thread exits. */
+static pthread_key_t guard_key;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_ws_free(void *p)
+{
+    cairn_guard_result_free(p);
+    free(p);
+}
+
+static void guard_key_make(void)
+{
+    pthread_key_create(&guard_key, guard_ws_free);
+}
+
+static cairn_guard_result_t *guard_ws(void)
+{
+    pthread_once(&guard_once, guard_key_make);
+    cairn_guard_result_t *r = pthread_getspecific(guard_key);
+    if (!r) {
+        r = malloc(sizeof *r);
+        if (!r)
+            return NULL;
+        cairn_guard_result_init(r);
+        pthread_setspecific(guard_key, r);
+    }
+    return r;
+}
+
+/* The payload guards on every event of a batch (opts.guard). */
+static int guard_batch(cairn_log_t *log, const char *stream, size_t stream_len,
+                       const cairn_event_in_t *events, size_t n)
+{
+    cairn_guard_result_t *ws = guard_ws();
+    if (!ws)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (!events[i].payload_len)
+            continue;
+        int rc = cairn_guard_check(
+            log->guard_checks, events[i].type, events[i].type_len,
+            events[i].payload, events[i].payload_len, CAIRN_GUARD_ENC_IDENTITY,
+            (events[i].flags & CAIRN_EVENT_JSON) ? CAIRN_GUARD_CONTENT_JSON
+                                                 : CAIRN_GUARD_CONTENT_BINARY,
+            ws);
+        if (rc < 0) {
+            cairn__audit_guard_rejected(log, stream, stream_len, rc);
+            return rc;
+        }
+    }
+    return 0;
+}
 
 void cairn_log_opts_init(cairn_log_opts_t *o)
 {
@@ -211,6 +266,7 @@ int cairn_log_open(const cairn_log_opts_t *opts, cairn_log_t **out)
     if (!log)
         return -ENOMEM;
     log->o = o;
+    log->guard_checks = o.guard;
     for (unsigned i = 0; i < o.nfsms; i++)
         log->fsms[i] = o.fsms[i];
     log->nfsms = o.nfsms;
@@ -441,6 +497,9 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
                                 flags & CAIRN__APPEND_ALLOW_RESERVED, events, n,
                                 &log->o, log->ring.cap, &bytes);
     if (rc)
+        return rc;
+    if (log->guard_checks && !(flags & CAIRN__APPEND_ALLOW_RESERVED) &&
+        (rc = guard_batch(log, stream, stream_len, events, n)) < 0)
         return rc;
     /* The slot stays this stream's until the section ends (eviction waits
      * for it); admission runs before the stream is taken, and outside the

@@ -61,6 +61,7 @@ struct cairn_log {
     cairn__log_mutex_t m;
     cairn__store_t *store; /* durable segments, or NULL (memory only) */
     struct cairn__guard *guard; /* breakers, throttles, audit (src/table) */
+    struct cairn_guard *guard_checks; /* opts.guard, or NULL */
     /* metrics (opts.metrics), all NULL when not asked for */
     struct cairn_metrics_counter *m_results[10];
     struct cairn_metrics_counter *m_events, *m_bytes;

@@ -9,6 +9,7 @@
 
 #include "test.h"
 
+#include "cairn/guard.h"
 #include "cairn/log.h"
 #include "internal/table.h"
 #include "log/log_internal.h"
@@ -684,6 +685,58 @@ static void error_table_is_complete(void **state)
     assert_string_equal(cairn_version(), CAIRN_VERSION_STRING);
 }
 
+/* With opts.guard, every event passes the payload guards inside append:
+ * a rejected batch stores nothing, returns the guard's code and is
+ * audited. */
+static void guards_inside_append(void **state)
+{
+    cairn_guard_opts_t go;
+    cairn_guard_opts_init(&go);
+    cairn_guard_t *g;
+    char err[256];
+    assert_int_equal(cairn_guard_open(&go, &g, err, sizeof err), 0);
+    cairn_log_opts_t o;
+    cairn_log_opts_init(&o);
+    o.enhanced_mode = *(int *)*state;
+    o.buffer_size_mb = 1;
+    o.guard = g;
+    cairn_log_t *log;
+    assert_int_equal(cairn_log_open(&o, &log), 0);
+    cairn_append_result_t res;
+    cairn_event_in_t evs[2] = {ev_of("ok", "{\"a\":1}"),
+                               ev_of("open", "{\"p\":\"../../etc/passwd\"}")};
+    evs[0].flags = evs[1].flags = CAIRN_EVENT_JSON;
+    assert_int_equal(cairn_log_append(log, "files", 5, evs, 2,
+                                      CAIRN_EXPECT_ANY,
+                                      CAIRN_DURABILITY_MEMORY, &res),
+                     CAIRN_EGUARD_PATTERN);
+    evs[1] = ev_of("bad", "{\"unterminated\"");
+    evs[1].flags = CAIRN_EVENT_JSON;
+    assert_int_equal(cairn_log_append(log, "files", 5, evs, 2,
+                                      CAIRN_EXPECT_ANY,
+                                      CAIRN_DURABILITY_MEMORY, &res),
+                     CAIRN_EGUARD_JSON_SYNTAX);
+    /* Binary payloads are scanned too, but not parsed as JSON. */
+    evs[1] = ev_of("blob", "{not json but fine as bytes");
+    assert_int_equal(cairn_log_append(log, "files", 5, evs, 2,
+                                      CAIRN_EXPECT_ANY,
+                                      CAIRN_DURABILITY_MEMORY, &res),
+                     0);
+    assert_int_equal(res.version, 2);
+    /* Nothing of the refused batches reached the stream; both refusals
+     * are in the audit trail. */
+    cairn_stream_info_t si;
+    assert_int_equal(cairn_log_stream_info(log, "files", 5, &si), 0);
+    assert_int_equal(si.version, 2);
+    cairn_read_filter_t f = {0};
+    f.stream = "$audit";
+    f.stream_len = 6;
+    uint64_t seqs[8];
+    assert_int_equal(read_seqs(log, &f, seqs, 8), 2);
+    cairn_log_close(log);
+    cairn_guard_close(g);
+}
+
 #define TWIN(fn)                                                               \
     {#fn "_lockfree", fn, NULL, NULL, &ENHANCED},                              \
         {#fn "_mutex", fn, NULL, NULL, &MUTEX}
@@ -704,6 +757,7 @@ static const struct CMUnitTest tests[] = {
     TWIN(seq_crosses_32_bits),
     TWIN(table_full_refuses_new_streams),
     TWIN(too_many_readers),
+    TWIN(guards_inside_append),
     {"bad_options_refused", bad_options_refused, NULL, NULL, NULL},
     {"error_table_is_complete", error_table_is_complete, NULL, NULL, NULL},
 };
