@@ -5,11 +5,10 @@
  * An append body passes the payload guards twice over: the whole body is
  * decoded (Content-Encoding, or sniffed magic bytes) under the body
  * guard's caps and, for JSON and NDJSON, validated by the iterative
- * depth-limited validator before jansson parses it (so jansson's
- * recursive parser never sees a hostile nesting depth); then every
- * event's payload is checked by the event guard (JSON limits, UTF-8,
- * patterns for its type) before anything is appended.  A batch is all or
- * nothing.
+ * depth-limited validator, after which json_events.c reads the events out
+ * of it without building a tree; then every event's payload is checked by
+ * the event guard (JSON limits, UTF-8, patterns for its type) before
+ * anything is appended.  A batch is all or nothing.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,194 +20,10 @@
 #include "internal/clock.h"
 #include "internal/guard_state.h"
 #include "server/http.h"
+#include "server/json_events.h"
 
 #define READ_LIMIT_DEFAULT 1000u
 #define READ_LIMIT_CAP 10000u
-
-/* One event parsed from a request, with the memory it owns. */
-typedef struct pevent {
-    cairn_event_in_t in;
-    cairn_outcome_t outcome;
-    char *owned_payload; /* json_dumps output or base64-decoded bytes */
-} pevent_t;
-
-typedef struct batch {
-    pevent_t *ev;
-    size_t n, cap;
-    json_t **roots; /* parsed documents the events' strings point into */
-    size_t nroots, cap_roots;
-} batch_t;
-
-static void batch_free(batch_t *b)
-{
-    for (size_t i = 0; i < b->n; i++)
-        free(b->ev[i].owned_payload);
-    for (size_t i = 0; i < b->nroots; i++)
-        json_decref(b->roots[i]);
-    free(b->ev);
-    free(b->roots);
-}
-
-static pevent_t *batch_add(batch_t *b)
-{
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 16;
-        pevent_t *n = realloc(b->ev, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        b->ev = n;
-        b->cap = cap;
-    }
-    pevent_t *e = &b->ev[b->n++];
-    memset(e, 0, sizeof *e);
-    return e;
-}
-
-static int batch_keep(batch_t *b, json_t *root)
-{
-    if (b->nroots == b->cap_roots) {
-        size_t cap = b->cap_roots ? 2 * b->cap_roots : 8;
-        json_t **n = realloc(b->roots, cap * sizeof *n);
-        if (!n)
-            return -1;
-        b->roots = n;
-        b->cap_roots = cap;
-    }
-    b->roots[b->nroots++] = root;
-    return 0;
-}
-
-static int str_field(json_t *o, const char *k, const char **s, size_t *n,
-                     char *why, size_t wl)
-{
-    json_t *v = json_object_get(o, k);
-    if (!v)
-        return 0;
-    if (!json_is_string(v)) {
-        snprintf(why, wl, "\"%s\" must be a string", k);
-        return -1;
-    }
-    *s = json_string_value(v);
-    *n = json_string_length(v);
-    return 0;
-}
-
-/* Turn one JSON object into an event.  Returns 0, or -1 with why set. */
-static int event_from_json(batch_t *b, json_t *o, char *why, size_t wl)
-{
-    if (!json_is_object(o)) {
-        snprintf(why, wl, "an event must be a JSON object");
-        return -1;
-    }
-    pevent_t *e = batch_add(b);
-    if (!e) {
-        snprintf(why, wl, "out of memory");
-        return -1;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v)
-    {
-        static const char *const known[] = {
-            "type", "data", "data_base64", "id", "time", "correlation_id",
-            "causation_id", "outcome", NULL};
-        int ok = 0;
-        for (const char *const *k = known; *k; k++)
-            ok |= !strcmp(*k, key);
-        if (!ok) {
-            snprintf(why, wl, "unknown field \"%s\"", key);
-            return -1;
-        }
-    }
-    if (str_field(o, "type", &e->in.type, &e->in.type_len, why, wl) < 0 ||
-        str_field(o, "id", &e->in.id, &e->in.id_len, why, wl) < 0 ||
-        str_field(o, "correlation_id", &e->in.correlation_id,
-                  &e->in.correlation_id_len, why, wl) < 0 ||
-        str_field(o, "causation_id", &e->in.causation_id,
-                  &e->in.causation_id_len, why, wl) < 0)
-        return -1;
-    if (!e->in.type) {
-        snprintf(why, wl, "\"type\" is required");
-        return -1;
-    }
-    const char *t = NULL, *oc = NULL, *b64 = NULL;
-    size_t tl = 0, ocl = 0, b64l = 0;
-    if (str_field(o, "time", &t, &tl, why, wl) < 0 ||
-        str_field(o, "outcome", &oc, &ocl, why, wl) < 0 ||
-        str_field(o, "data_base64", &b64, &b64l, why, wl) < 0)
-        return -1;
-    if (t && parse_time(t, tl, &e->in.time_ns) < 0) {
-        snprintf(why, wl, "\"time\" is not an RFC 3339 time");
-        return -1;
-    }
-    if (oc) {
-        if (!strcmp(oc, "success"))
-            e->outcome = CAIRN_OUTCOME_SUCCESS;
-        else if (!strcmp(oc, "failure"))
-            e->outcome = CAIRN_OUTCOME_FAILURE;
-        else {
-            snprintf(why, wl, "\"outcome\" must be \"success\" or \"failure\"");
-            return -1;
-        }
-    }
-    json_t *data = json_object_get(o, "data");
-    if (data && b64) {
-        snprintf(why, wl, "give \"data\" or \"data_base64\", not both");
-        return -1;
-    }
-    if (b64) {
-        size_t n;
-        e->owned_payload = b64_decode(b64, b64l, &n);
-        if (!e->owned_payload) {
-            snprintf(why, wl, "\"data_base64\" is not valid base64");
-            return -1;
-        }
-        e->in.payload = e->owned_payload;
-        e->in.payload_len = n;
-    } else if (data) {
-        e->owned_payload =
-            json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS *
-                                                                  0);
-        if (!e->owned_payload) {
-            snprintf(why, wl, "out of memory");
-            return -1;
-        }
-        e->in.payload = e->owned_payload;
-        e->in.payload_len = strlen(e->owned_payload);
-        e->in.flags = CAIRN_EVENT_JSON;
-    } else {
-        e->in.flags = CAIRN_EVENT_JSON; /* no data: "data": null */
-    }
-    return 0;
-}
-
-static int parse_json_doc(batch_t *b, const char *p, size_t n, char *why,
-                          size_t wl)
-{
-    json_error_t je;
-    json_t *root = json_loadb(p, n, JSON_DECODE_ANY, &je);
-    if (!root) {
-        snprintf(why, wl, "invalid JSON at line %d column %d: %s", je.line,
-                 je.column, je.text);
-        return -1;
-    }
-    if (batch_keep(b, root) < 0) {
-        json_decref(root);
-        snprintf(why, wl, "out of memory");
-        return -1;
-    }
-    if (json_is_array(root)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(root, i, v)
-        {
-            if (event_from_json(b, v, why, wl) < 0)
-                return -1;
-        }
-        return 0;
-    }
-    return event_from_json(b, root, why, wl);
-}
 
 /*
  * application/vnd.cairn.batch (docs/FORMAT.md "Binary batch"):
@@ -216,7 +31,7 @@ static int parse_json_doc(batch_t *b, const char *p, size_t n, char *why,
  *   u8 type_len, u8 id_len, u8 flags (bit 0 JSON), u8 0, u32 payload_len,
  *   type, id, payload.
  */
-static int parse_binary(batch_t *b, const char *p, size_t n, char *why,
+static int parse_binary(cairn__jbatch_t *b, const char *p, size_t n, char *why,
                         size_t wl)
 {
     if (n < 12 || memcmp(p, "CRNB", 4) != 0) {
@@ -246,11 +61,13 @@ static int parse_binary(batch_t *b, const char *p, size_t n, char *why,
             snprintf(why, wl, "binary batch truncated at event %u", i);
             return -1;
         }
-        pevent_t *e = batch_add(b);
+        cairn__jevent_t *e = cairn__jbatch_slot(b);
         if (!e) {
             snprintf(why, wl, "out of memory");
             return -1;
         }
+        memset(e, 0, sizeof *e);
+        b->n++;
         e->in.type = p + off;
         e->in.type_len = tl;
         e->in.id = il ? p + off + tl : NULL;
@@ -275,8 +92,8 @@ static const char *header(req_t *r, const char *name)
 static int media_is(const char *ct, const char *type)
 {
     size_t n = strlen(type);
-    return !strncasecmp(ct, type, n) && (ct[n] == 0 || ct[n] == ';' ||
-                                         ct[n] == ' ');
+    return !strncasecmp(ct, type, n) &&
+           (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
 enum MHD_Result cairn__api_append(req_t *r)
@@ -341,7 +158,7 @@ enum MHD_Result cairn__api_append(req_t *r)
     cairn_guard_result_t body_res, ev_res;
     cairn_guard_result_init(&body_res);
     cairn_guard_result_init(&ev_res);
-    batch_t b = {0};
+    cairn__jbatch_t b = {0};
     enum MHD_Result out;
     rc = cairn_guard_decode(s->body_guard, r->body ? r->body : "", r->len, enc,
                             &body_res);
@@ -356,17 +173,22 @@ enum MHD_Result cairn__api_append(req_t *r)
     }
     const char *body = body_res.payload;
     size_t blen = body_res.payload_len;
+    if (cairn__jbatch_init(&b, blen) < 0) {
+        out = cairn__error(r, 500, "out_of_memory", "out of memory");
+        goto done;
+    }
     if (kind == CT_BINARY) {
         if (parse_binary(&b, body, blen, why, sizeof why) < 0) {
             out = cairn__error(r, 400, "malformed", "%s", why);
             goto done;
         }
     } else {
-        /* Bounded, iterative validation before jansson's recursive parse. */
+        /* Bounded, iterative validation first: the event reader relies on
+         * the document being well-formed. */
         const char *p = body, *end = body + blen;
         while (p < end) {
-            const char *nl = kind == CT_NDJSON ? memchr(p, '\n', (size_t)(end - p))
-                                               : NULL;
+            const char *nl =
+                kind == CT_NDJSON ? memchr(p, '\n', (size_t)(end - p)) : NULL;
             const char *stop = nl ? nl : end;
             const char *q = p;
             while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r'))
@@ -383,8 +205,8 @@ enum MHD_Result cairn__api_append(req_t *r)
                     out = cairn__error_code(r, rc, 0, why);
                     goto done;
                 }
-                if (parse_json_doc(&b, p, (size_t)(stop - p), why,
-                                   sizeof why) < 0) {
+                if (cairn__json_events(p, (size_t)(stop - p), &b, why,
+                                       sizeof why) < 0) {
                     out = cairn__error(r, 400, "malformed", "%s", why);
                     goto done;
                 }
@@ -464,20 +286,21 @@ enum MHD_Result cairn__api_append(req_t *r)
     sb_puts(&o, "{\"stream\":");
     sb_json_str(&o, r->stream, r->stream_len);
     sb_printf(&o, ",\"first_seq\":%llu,\"last_seq\":%llu,\"version\":%llu",
-              (unsigned long long)ar.first_seq,
-              (unsigned long long)ar.last_seq, (unsigned long long)ar.version);
+              (unsigned long long)ar.first_seq, (unsigned long long)ar.last_seq,
+              (unsigned long long)ar.version);
     if (ar.duplicate)
         sb_puts(&o, ",\"duplicate\":true");
     sb_puts(&o, "}\n");
     out = cairn__respond_json(r, 201, &o, NULL);
 done:
-    batch_free(&b);
+    cairn__jbatch_free(&b);
     cairn_guard_result_free(&body_res);
     cairn_guard_result_free(&ev_res);
     return out;
 }
 
-/* ---- reads ----------------------------------------------------------------- */
+/* ---- reads -----------------------------------------------------------------
+ */
 
 static int wants_json_array(req_t *r)
 {
@@ -688,19 +511,18 @@ enum MHD_Result cairn__api_stream(req_t *r)
     sb_t o = {0};
     sb_puts(&o, "{\"stream\":");
     sb_json_str(&o, r->stream, r->stream_len);
-    sb_printf(&o,
-              ",\"version\":%llu,\"event_count\":%llu,\"first_seq\":%llu,"
-              "\"last_seq\":%llu,\"breaker\":\"%s\",\"breaker_epoch\":%u,"
-              "\"throttled\":%s,\"retry_after_ns\":%llu,\"successes\":%llu,"
-              "\"failures\":%llu,\"fsm_state\":",
-              (unsigned long long)st.version,
-              (unsigned long long)st.event_count,
-              (unsigned long long)st.first_seq, (unsigned long long)st.last_seq,
-              breaker_name(st.breaker), st.breaker_epoch,
-              st.throttled_now ? "true" : "false",
-              (unsigned long long)st.retry_after_ns,
-              (unsigned long long)st.successes,
-              (unsigned long long)st.failures);
+    sb_printf(
+        &o,
+        ",\"version\":%llu,\"event_count\":%llu,\"first_seq\":%llu,"
+        "\"last_seq\":%llu,\"breaker\":\"%s\",\"breaker_epoch\":%u,"
+        "\"throttled\":%s,\"retry_after_ns\":%llu,\"successes\":%llu,"
+        "\"failures\":%llu,\"fsm_state\":",
+        (unsigned long long)st.version, (unsigned long long)st.event_count,
+        (unsigned long long)st.first_seq, (unsigned long long)st.last_seq,
+        breaker_name(st.breaker), st.breaker_epoch,
+        st.throttled_now ? "true" : "false",
+        (unsigned long long)st.retry_after_ns, (unsigned long long)st.successes,
+        (unsigned long long)st.failures);
     const char *fsm = cairn_log_fsm_state_name(r->s->log, r->stream,
                                                r->stream_len, st.fsm_state);
     if (fsm)
@@ -718,8 +540,8 @@ enum MHD_Result cairn__api_breaker(req_t *r)
         return cairn__error_code(r, rc, 0, NULL);
     json_error_t je;
     json_t *root = json_loadb(r->body ? r->body : "", r->len, 0, &je);
-    const char *st = root ? json_string_value(json_object_get(root, "state"))
-                          : NULL;
+    const char *st =
+        root ? json_string_value(json_object_get(root, "state")) : NULL;
     cairn_breaker_state_t b;
     if (st && !strcmp(st, "open"))
         b = CAIRN_BREAKER_OPEN;
@@ -757,8 +579,8 @@ enum MHD_Result cairn__api_readyz(req_t *r)
         sb_t o = {0};
         sb_printf(&o, "{\"ready\":false,\"reason\":\"read-only: %s\"}\n",
                   cairn_strerror(h.error));
-        enum MHD_Result ok = cairn__respond(r, 503, "application/json", o.data,
-                                            o.len, NULL);
+        enum MHD_Result ok =
+            cairn__respond(r, 503, "application/json", o.data, o.len, NULL);
         sb_free(&o);
         return ok;
     }

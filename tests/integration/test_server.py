@@ -218,6 +218,41 @@ def case_append_and_read():
         s.close()
 
 
+def case_json_event_reader():
+    """The tree-less event reader: escapes, surrogates, whitespace inside
+    data (compacted), nested values, null, numbers."""
+    s = Server()
+    try:
+        body = ('[ {"type" : "caf\\u00e9.\\ud83d\\ude00", "id": "a\\"b",'
+                '\n  "data" : { "text" : "line\\nbreak \\"q\\" \\\\",\n'
+                '  "list" : [ 1 , -2.5e3 , true , false , null , [ ] , { } ] } },'
+                ' {"type":"t2","data":null}, {"type":"t3","data":"  spaced  "} ]')
+        st, h, d = s.json("POST", "/v1/streams/j/events", body, expect=201)
+        check(d["version"] == 3)
+        st, h, data = s.req("GET", "/v1/streams/j/events")
+        lines = data.splitlines()
+        check(len(lines) == 3, data)  # no raw newline leaked into a line
+        e = [json.loads(x) for x in lines]
+        check(e[0]["type"] == "caf\u00e9.\U0001f600", e[0]["type"])
+        check(e[0]["id"] == 'a"b')
+        check(e[0]["data"] == {"text": 'line\nbreak "q" \\',
+                               "list": [1, -2500.0, True, False, None, [],
+                                        {}]}, e[0]["data"])
+        check(e[1]["data"] is None and e[2]["data"] == "  spaced  ")
+        # the stored payload is compact JSON
+        st, h, d = s.json("GET", "/v1/streams/j/state?projection=last",
+                          expect=200)
+        for bad in ('{"type":"t","data":{"a":1}} x', '{"type":"t","data":1,}',
+                    '[{"type":"t"} {"type":"u"}]', '{"type":1}',
+                    '{"type":"t","id":["x"]}', '{"type":"\\ud800"}'):
+            st, h, d = s.json("POST", "/v1/streams/j/events", bad)
+            check(st in (400, 422), (bad, st, d))
+        st, h, d = s.json("GET", "/v1/streams/j", expect=200)
+        check(d["version"] == 3)
+    finally:
+        s.close()
+
+
 def case_expected_version():
     s = Server()
     try:
