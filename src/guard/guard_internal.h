@@ -63,13 +63,8 @@ void cairn__guard_result_reset(cairn_guard_result_t *res);
 int cairn__guard_fail(cairn_guard_result_t *res, int code, const char *limit,
                       uint64_t limit_value, uint64_t offset);
 
-/* ---- utf8.c ---------------------------------------------------------- */
-
-/* Length of the one valid multi-byte sequence at p (p[0] >= 0x80, avail
- * bytes readable), or 0 when it is not strictly valid. */
-size_t cairn__utf8_seq(const unsigned char *p, size_t avail);
-/* Length of the longest strictly valid UTF-8 prefix of [p, p+len). */
-size_t cairn__utf8_valid_prefix(const unsigned char *p, size_t len);
+/* UTF-8: the shared validator (cairn__utf8_seq, cairn__utf8_valid_prefix). */
+#include "internal/utf8.h"
 
 /* ---- decode.c -------------------------------------------------------- */
 

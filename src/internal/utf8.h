@@ -13,4 +13,11 @@
  */
 int cairn__utf8_check(const void *s, size_t len, int no_controls);
 
+/* Length of the well-formed sequence starting at p (1..4), or 0 when it is
+ * not one; avail bytes are readable. */
+size_t cairn__utf8_seq(const unsigned char *p, size_t avail);
+
+/* Bytes of p[0..len) that are well-formed UTF-8 from the start. */
+size_t cairn__utf8_valid_prefix(const unsigned char *p, size_t len);
+
 #endif
