@@ -71,11 +71,24 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         cairn_bus_lag_t lag;
         int rc = cairn_bus_next(x->sub, &ev, WAIT_NS, &lag);
         if (rc == 1) {
-            sb_printf(&x->out, "id: %llu\nevent: ", (unsigned long long)ev.seq);
-            sb_put(&x->out, ev.type, ev.type_len);
-            sb_puts(&x->out, "\ndata: ");
-            sb_event_json(&x->out, &ev);
-            sb_puts(&x->out, "\n\n");
+            /* Format this event and whatever else is ready now, up to one
+             * buffer, so a busy stream costs one write per batch. */
+            do {
+                sb_printf(&x->out, "id: %llu\nevent: ",
+                          (unsigned long long)ev.seq);
+                sb_put(&x->out, ev.type, ev.type_len);
+                sb_puts(&x->out, "\ndata: ");
+                sb_event_json(&x->out, &ev);
+                sb_puts(&x->out, "\n\n");
+            } while (x->out.len < max && !x->out.oom &&
+                     (rc = cairn_bus_next(x->sub, &ev, 0, &lag)) == 1);
+            if (rc == CAIRN_ESUBSCRIBER_LAGGED)
+                sb_printf(&x->out,
+                          "event: lagged\ndata: {\"expected_seq\":%llu,"
+                          "\"first_seq\":%llu,\"missed\":%llu}\n\n",
+                          (unsigned long long)lag.expected_seq,
+                          (unsigned long long)lag.first_seq,
+                          (unsigned long long)lag.missed);
         } else if (rc == CAIRN_ESUBSCRIBER_LAGGED) {
             sb_printf(&x->out,
                       "event: lagged\ndata: {\"expected_seq\":%llu,"
@@ -163,7 +176,7 @@ enum MHD_Result cairn__api_subscribe(req_t *r)
     x->last_write_ns = cairn__mono_ns();
     sb_puts(&x->out, ": cairn event stream\nretry: 1000\n\n");
     struct MHD_Response *resp = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, 16384, sse_read, x, sse_free);
+        MHD_SIZE_UNKNOWN, 65536, sse_read, x, sse_free);
     if (!resp) {
         sse_free(x);
         return MHD_NO;
