@@ -164,8 +164,7 @@ enum MHD_Result cairn__api_append(req_t *r)
                             &body_res);
     if (rc < 0) {
         cairn_guard_result_format(&body_res, why, sizeof why);
-        if (s->guard_rejected[0])
-            cairn_metrics_counter_inc(s->guard_rejected[0]);
+        cairn__count_guard(s, rc);
         /* Audited (rate limited, so a flood cannot amplify itself). */
         cairn__audit_guard_rejected(s->log, r->stream, r->stream_len, rc);
         out = cairn__error_code(r, rc, 0, why);
@@ -198,8 +197,7 @@ enum MHD_Result cairn__api_append(req_t *r)
                                                (size_t)(stop - p), &ev_res);
                 if (rc < 0) {
                     cairn_guard_result_format(&ev_res, why, sizeof why);
-                    if (s->guard_rejected[0])
-                        cairn_metrics_counter_inc(s->guard_rejected[0]);
+                    cairn__count_guard(s, rc);
                     cairn__audit_guard_rejected(s->log, r->stream,
                                                 r->stream_len, rc);
                     out = cairn__error_code(r, rc, 0, why);
@@ -240,8 +238,7 @@ enum MHD_Result cairn__api_append(req_t *r)
             snprintf(d, sizeof d, "event %zu: %s", i,
                      rc <= -1200 && rc > -1300 ? why : "invalid");
             if (rc <= -1200 && rc > -1300) {
-                if (s->guard_rejected[0])
-                    cairn_metrics_counter_inc(s->guard_rejected[0]);
+                cairn__count_guard(s, rc);
                 cairn__audit_guard_rejected(s->log, r->stream, r->stream_len,
                                             rc);
             }

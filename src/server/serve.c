@@ -110,13 +110,38 @@ int cairn__server_metrics(server_t *s)
          &s->throttled},
         {"cairn_appends_breaker_rejected_total",
          "Appends refused by an open breaker", &s->breaker_rejected},
-        {"cairn_guard_rejections_total",
-         "Requests refused by the payload guards", &s->guard_rejected[0]},
     };
     for (size_t i = 0; i < sizeof counters / sizeof *counters; i++)
         if ((rc = cairn_metrics_counter(m, counters[i].name, counters[i].help,
                                         counters[i].c)) < 0)
             return rc;
+    /* Guard rejections by cause: one child per CAIRN_EGUARD_* code. */
+    static const char *const cause_label[] = {"cause"};
+    cairn_metrics_desc_t dg = {CAIRN_METRICS_COUNTER,
+                               "cairn_guard_rejections_total",
+                               "Requests refused by the payload guards, by "
+                               "cause",
+                               cause_label,
+                               1,
+                               NULL,
+                               0};
+    cairn_metrics_family_t *gfam;
+    if ((rc = cairn_metrics_register(m, &dg, &gfam)) < 0)
+        return rc;
+    for (int i = 0; i < CAIRN__GUARD_CAUSES; i++) {
+        const char *name = cairn_err_name(-1200 - i);
+        if (strncmp(name, "CAIRN_EGUARD_", 13) != 0)
+            continue; /* a number not (yet) used by the table */
+        char cause[64];
+        size_t k = 0;
+        for (const char *c = name + 13; *c && k + 1 < sizeof cause; c++)
+            cause[k++] = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        cause[k] = 0;
+        const char *v[] = {cause};
+        if ((rc = cairn_metrics_counter_child(gfam, v,
+                                              &s->guard_rejected[i])) < 0)
+            return rc;
+    }
     struct {
         const char *name, *help;
         cairn_metrics_gauge_t **g;

@@ -15,6 +15,9 @@
 #include "cairn/metrics.h"
 #include "server/config.h"
 
+/* CAIRN_EGUARD_* codes are -1200 .. -1200-(CAIRN__GUARD_CAUSES-1). */
+#define CAIRN__GUARD_CAUSES 32
+
 /* Routes, for metrics labels and auth. */
 typedef enum route {
     ROUTE_APPEND,
@@ -63,7 +66,7 @@ typedef struct server {
     cairn_metrics_counter_t *appends_ok, *appends_failed, *bytes_appended;
     cairn_metrics_counter_t *events_appended;
     cairn_metrics_counter_t *throttled, *breaker_rejected;
-    cairn_metrics_counter_t *guard_rejected[16];
+    cairn_metrics_counter_t *guard_rejected[CAIRN__GUARD_CAUSES];
     cairn_metrics_gauge_t *ring_next_seq, *durable_lag, *written_lag;
     cairn_metrics_gauge_t *segments, *disk_bytes, *fsyncs, *read_only;
     cairn_metrics_gauge_t *streams, *sse_clients;
@@ -74,6 +77,14 @@ typedef struct server {
 int cairn__http_start(server_t *s, char *err, size_t errlen);
 /* Stop accepting, let in-flight requests finish, end SSE streams. */
 void cairn__http_stop(server_t *s);
+
+/* Count a guard rejection by its cause. */
+static inline void cairn__count_guard(server_t *s, int code)
+{
+    int i = -1200 - code;
+    if (i >= 0 && i < CAIRN__GUARD_CAUSES && s->guard_rejected[i])
+        cairn_metrics_counter_inc(s->guard_rejected[i]);
+}
 
 /* Register the server's metrics.  0 or a negative code. */
 int cairn__server_metrics(server_t *s);

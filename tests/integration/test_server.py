@@ -636,6 +636,12 @@ def case_metrics_promtool():
         st, h, data = s.req("GET", "/metrics")
         check(st == 200 and h["content-type"].startswith("text/plain"))
         check(b"cairn_appends_total" in data)
+        # guard rejections are counted by cause
+        s.json("POST", "/v1/streams/m/events",
+               {"type": "t", "data": "../../etc/passwd"}, expect=422)
+        st, h, data = s.req("GET", "/metrics")
+        check(b'cairn_guard_rejections_total{cause="pattern"} 1' in data,
+              [l for l in data.splitlines() if b"guard" in l])
         r = subprocess.run(["promtool", "check", "metrics"], input=data,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         check(r.returncode == 0, r.stdout)
