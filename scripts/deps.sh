@@ -8,7 +8,7 @@ PKGS="build-essential cmake pkg-config
 libsodium-dev libisal-dev zlib1g-dev libzstd-dev libhyperscan-dev
 libpcre2-dev libmicrohttpd-dev libjansson-dev libinih-dev libcmocka-dev
 libsqlite3-dev libcurl4-openssl-dev libasan8 libubsan1 libtsan2
-prometheus redis-server curl wrk zstd"
+prometheus redis-server redis-tools curl wrk zstd python3"
 
 missing=""
 for p in $PKGS; do
