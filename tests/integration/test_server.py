@@ -253,6 +253,33 @@ def case_json_event_reader():
         s.close()
 
 
+def case_bench_json_contract():
+    """`cairn bench --json` writes the brief's document."""
+    d = tempfile.mkdtemp(prefix="cairn-it-")
+    try:
+        out = os.path.join(d, "bench.json")
+        r = subprocess.run([CAIRN, "bench", "--quick", "--only", "fsm",
+                            "--json", out], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        check(r.returncode == 0, r.stderr)
+        doc = json.load(open(out))
+        check(set(doc) == {"machine", "results"}, doc.keys())
+        check(doc["machine"]["cores"] >= 1)
+        names = [x["name"] for x in doc["results"]]
+        check("fsm.transition" in names and "cell.price.update" in names,
+              names)
+        for x in doc["results"]:
+            check({"name", "unit", "value", "baseline", "ratio"} <= set(x), x)
+            if x["baseline"] is not None:
+                check(x["ratio"] > 0, x)
+        check(b"fsm.transition" in r.stdout)  # the results table
+        r = subprocess.run([CAIRN, "bench", "--only", "nope"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        check(r.returncode == 2, r)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def case_expected_version():
     s = Server()
     try:
