@@ -313,6 +313,9 @@ typedef struct cairn_log_health {
     uint64_t disk_bytes;    /* their size */
     uint64_t fsyncs;        /* fdatasync calls made */
     uint64_t truncated_bytes; /* torn tail dropped by recovery */
+    uint32_t streams;       /* streams in the stream table now */
+    uint64_t ring_bytes;    /* ring bytes in use (claimed, not yet freed) */
+    uint64_t ring_capacity; /* ring size in bytes */
 } cairn_log_health_t;
 
 /* The log's storage state (a snapshot; any thread). */

@@ -805,6 +805,19 @@ void cairn_log_health(cairn_log_t *log, cairn_log_health_t *h)
         h->written_seq = h->durable_seq = 0;
         h->first_seq = cairn_log_first_seq(log);
     }
+    h->streams = cairn_table_count(log->table);
+    h->ring_capacity = log->ring.cap;
+    if (log->o.enhanced_mode) {
+        uint64_t pos, seq;
+        cairn__ring_head(&log->ring, &pos, &seq);
+        uint64_t freed =
+            atomic_load_explicit(&log->ring.free_pos, memory_order_acquire);
+        h->ring_bytes = pos > freed ? pos - freed : 0;
+    } else {
+        pthread_mutex_lock(&log->m.mu);
+        h->ring_bytes = log->m.head_pos - log->m.drain_pos;
+        pthread_mutex_unlock(&log->m.mu);
+    }
 }
 
 int cairn__log_add_commit_hook(cairn_log_t *log, cairn__commit_fn fn, void *ctx)

@@ -2,11 +2,16 @@
  * http.c — the HTTP API of `cairn serve` on libmicrohttpd.
  *
  * DESIGN.  libmicrohttpd runs one thread per connection
- * (MHD_USE_THREAD_PER_CONNECTION), bounded by [server] max_connections.
- * That mode lets a Server-Sent-Events stream block in its content
- * callback waiting for events, which the epoll thread-pool mode cannot do
- * without suspending connections; keep-alive ingest costs one thread per
- * client connection either way.  Slow clients are cut off by
+ * (MHD_USE_THREAD_PER_CONNECTION), bounded by [server] max_connections,
+ * rather than epoll with a pool sized to the cores, for two reasons.  A
+ * `sync` append holds its request until the group fdatasync: with a pool
+ * of 2 threads only 2 appends could be waiting at once, so each flush
+ * would cover 2 requests, while with a thread per connection every
+ * connection's append joins the same group commit (batch100 ingest is
+ * 2.5x Redis that way, BENCHMARKS.md).  And a Server-Sent-Events stream
+ * can block in its content callback waiting for events, which a pool
+ * thread cannot do without suspending the connection.  The cost is a
+ * thread (and its wake-up) per connection.  Slow clients are cut off by
  * request_timeout_secs (MHD's idle timeout), headers are bounded by
  * max_header_bytes (MHD's per-connection memory pool), bodies by
  * max_body_bytes (checked against Content-Length up front and while

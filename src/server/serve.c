@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "cairn/fsm.h"
+#include "cairn/table.h"
 #include "cli/cli.h"
 #include "server/http.h"
 #include "server/server.h"
@@ -158,6 +159,17 @@ int cairn__server_metrics(server_t *s)
         {"cairn_log_read_only", "1 once a write or fsync failed",
          &s->read_only},
         {"cairn_sse_clients", "Open subscription streams", &s->sse_clients},
+        {"cairn_streams", "Streams in the stream table", &s->streams},
+        {"cairn_ring_bytes", "Ring bytes in use (claimed, not yet freed)",
+         &s->ring_bytes},
+        {"cairn_ring_capacity_bytes", "Ring size", &s->ring_cap},
+        {"cairn_audit_events", "Audit events written since start",
+         &s->audit_written},
+        {"cairn_audit_suppressed",
+         "Audit events dropped by the audit rate limit since start",
+         &s->audit_suppressed},
+        {"cairn_table_evictions", "Idle streams evicted since start",
+         &s->evictions},
     };
     for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
         if ((rc = cairn_metrics_gauge(m, gauges[i].name, gauges[i].help,
@@ -181,6 +193,15 @@ void cairn__server_collect(server_t *s)
     cairn_metrics_gauge_set(s->disk_bytes, (int64_t)h.disk_bytes);
     cairn_metrics_gauge_set(s->fsyncs, (int64_t)h.fsyncs);
     cairn_metrics_gauge_set(s->read_only, h.read_only);
+    cairn_metrics_gauge_set(s->streams, h.streams);
+    cairn_metrics_gauge_set(s->ring_bytes, (int64_t)h.ring_bytes);
+    cairn_metrics_gauge_set(s->ring_cap, (int64_t)h.ring_capacity);
+    uint64_t written, suppressed;
+    cairn_table_audit_counts(s->log, &written, &suppressed);
+    cairn_metrics_gauge_set(s->audit_written, (int64_t)written);
+    cairn_metrics_gauge_set(s->audit_suppressed, (int64_t)suppressed);
+    cairn_metrics_gauge_set(s->evictions,
+                            (int64_t)cairn_table_evictions(s->log));
 }
 
 /* ---- auth ------------------------------------------------------------------ */

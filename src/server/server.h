@@ -69,7 +69,8 @@ typedef struct server {
     cairn_metrics_counter_t *guard_rejected[CAIRN__GUARD_CAUSES];
     cairn_metrics_gauge_t *ring_next_seq, *durable_lag, *written_lag;
     cairn_metrics_gauge_t *segments, *disk_bytes, *fsyncs, *read_only;
-    cairn_metrics_gauge_t *streams, *sse_clients;
+    cairn_metrics_gauge_t *streams, *sse_clients, *ring_bytes, *ring_cap;
+    cairn_metrics_gauge_t *audit_written, *audit_suppressed, *evictions;
 } server_t;
 
 /* Start the HTTP daemon on cfg->listen (before recovery, so /healthz and

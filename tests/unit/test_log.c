@@ -121,6 +121,16 @@ static void append_and_read_back(void **state)
     assert_int_equal(si.last_seq, 2);
     assert_int_equal(cairn_log_stream_info(log, "nope", 4, &si),
                      CAIRN_ENOT_FOUND);
+    /* Health reports the table and the ring. */
+    cairn_log_health_t h;
+    cairn_log_health(log, &h);
+    assert_int_equal(h.next_seq, 3);
+    assert_true(h.streams >= 1);
+    assert_int_equal(h.ring_capacity, 1u << 20);
+    assert_true(h.ring_bytes >= 2 * 56 && h.ring_bytes < 1024);
+    assert_int_equal(cairn_log_release(log, 2), 0);
+    cairn_log_health(log, &h);
+    assert_int_equal(h.ring_bytes, 0);
     cairn_log_close(log);
 }
 
