@@ -11,8 +11,8 @@
  *
  * Claim.  One 64-bit word, `claim`, holds W = (U << 32) + S, where U is the
  * next free position in 8-byte units and S the next seq, both as unbounded
- * integers; an append of n events in b bytes does one
- * fetch-add(W, ((b/8) << 32) + n).  The low 32 bits are S mod 2^32; the
+ * integers; an append of n events in b bytes adds ((b/8) << 32) + n to it
+ * (one fetch-add, or one CAS when the ring is nearly full; see Space).  The low 32 bits are S mod 2^32; the
  * high 32 bits are (U + floor(S / 2^32)) mod 2^32, because the low half's
  * carries spill into the high half.  Given any reference seq R <= S with
  * S - R < 2^32 (the drain seq qualifies: the ring holds far fewer than 2^32
@@ -34,12 +34,17 @@
  *
  * Space.  free_pos is the position before which producers may overwrite.
  * It is the minimum of drain_pos (what the consumer released) and the
- * positions pinned by open readers.  A producer checks for space before the
- * fetch-add and waits (spin, then a condition variable with a deadline) so
- * a full ring fails the append with CAIRN_ELOG_FULL without claiming.  Two
- * producers can both pass the check and together overshoot; the one left
- * short waits after claiming until the consumer frees its space (it cannot
- * give the claim back, and a seq it holds must be filled).
+ * positions pinned by open readers.  While at least half the ring stays
+ * free after a claim, a producer checks space and then fetch-adds; closer
+ * to full it claims by CAS on the same word, which checks the space
+ * exactly.  Without space it waits (spin, then a condition variable with a
+ * deadline), so a full ring fails the append with CAIRN_ELOG_FULL without
+ * claiming.  Only producers racing on the fetch-add path, together
+ * claiming more than half the ring between one's check and its add, can
+ * overshoot; the one left short then waits after claiming until the
+ * consumer frees its space (it cannot give the claim back: a seq it holds
+ * must be filled).  Batches are at most a quarter of the ring, so that
+ * takes three producers preempted in that window at once.
  *
  * Readers.  A reader pins its position in a slot so the records it has not
  * passed are not overwritten.  A pin is taken at drain_pos under the
@@ -224,30 +229,49 @@ static int wait_space(cairn__ring_t *r, uint64_t end, uint64_t deadline_ns,
 int cairn__ring_claim(cairn__ring_t *r, uint64_t bytes, uint32_t nseq,
                       uint64_t deadline_ns, cairn__claim_t *out)
 {
+    const uint64_t delta = ((bytes >> 3) << 32) + nseq;
     uint64_t rp = atomic_load_explicit(&r->drain_pos, memory_order_acquire);
     uint64_t rs = atomic_load_explicit(&r->drain_seq, memory_order_acquire);
+    uint64_t w = atomic_load_explicit(&r->claim, memory_order_relaxed);
     uint64_t head, seq;
-    decode_claim(atomic_load_explicit(&r->claim, memory_order_relaxed), rp, rs,
-                 &head, &seq);
-    if (!has_space(r, head + bytes)) {
-        int rc = wait_space(r, head + bytes, deadline_ns, 1);
-        if (rc < 0)
-            return rc;
-        rp = atomic_load_explicit(&r->drain_pos, memory_order_acquire);
-        rs = atomic_load_explicit(&r->drain_seq, memory_order_acquire);
+    decode_claim(w, rp, rs, &head, &seq);
+    /* With half the ring or more left after this claim, one fetch-add:
+     * racing producers could overshoot only by claiming more than half
+     * the ring between one's check and its add.  Closer to full, claim by
+     * CAS on the same word, which checks space exactly, so a full ring
+     * never leaves a producer holding a claim it cannot fill. */
+    if (has_space(r, head + bytes + r->cap / 2)) {
+        /* The claim itself orders nothing: record contents are published
+         * by their tags and space by free_pos, so relaxed suffices. */
+        w = atomic_fetch_add_explicit(&r->claim, delta, memory_order_relaxed);
+        decode_claim(w, rp, rs, &out->pos, &out->seq);
+        if (!has_space(r, out->pos + bytes)) {
+            int rc = wait_space(r, out->pos + bytes, 0, 0);
+            if (rc < 0)
+                return rc;
+        }
+        out->ptr = cairn__ring_at(r, out->pos);
+        return 0;
     }
-    /* The claim itself orders nothing: record contents are published by
-     * their tags and space by free_pos, so relaxed suffices. */
-    uint64_t w = atomic_fetch_add_explicit(
-        &r->claim, ((bytes >> 3) << 32) + nseq, memory_order_relaxed);
-    decode_claim(w, rp, rs, &out->pos, &out->seq);
-    if (!has_space(r, out->pos + bytes)) {
-        int rc = wait_space(r, out->pos + bytes, 0, 0);
-        if (rc < 0)
-            return rc;
+    for (;;) {
+        if (!has_space(r, head + bytes)) {
+            int rc = wait_space(r, head + bytes, deadline_ns, 1);
+            if (rc < 0)
+                return rc;
+            rp = atomic_load_explicit(&r->drain_pos, memory_order_acquire);
+            rs = atomic_load_explicit(&r->drain_seq, memory_order_acquire);
+            w = atomic_load_explicit(&r->claim, memory_order_relaxed);
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &r->claim, &w, w + delta, memory_order_relaxed,
+                       memory_order_relaxed)) {
+            decode_claim(w, rp, rs, &out->pos, &out->seq);
+            out->ptr = cairn__ring_at(r, out->pos);
+            return 0;
+        }
+        /* w holds the current claim word (reloaded or from the failed
+         * CAS): recompute the head it stands for. */
+        decode_claim(w, rp, rs, &head, &seq);
     }
-    out->ptr = cairn__ring_at(r, out->pos);
-    return 0;
 }
 
 int cairn__ring_reader_open(cairn__ring_t *r, uint64_t *pos, uint64_t *seq)

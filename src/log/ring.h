@@ -73,11 +73,13 @@ static inline uint8_t *cairn__ring_at(const cairn__ring_t *r, uint64_t pos)
 }
 
 /*
- * Claim bytes (a multiple of 8, <= cap / 4) and nseq seqs with one
- * fetch-add.  Before claiming, waits for space until deadline_ns
- * (monotonic) and then fails with CAIRN_ELOG_FULL; in the rare race where
- * producers claimed more than the space left after the check, waits after
- * claiming until the space is released or the ring is closed
+ * Claim bytes (a multiple of 8, <= cap / 4) and nseq seqs: one fetch-add
+ * while at least half the ring stays free after the claim, a CAS on the
+ * same word (exact space check) closer to full.  Without space, waits
+ * until deadline_ns (monotonic) and fails with CAIRN_ELOG_FULL, having
+ * claimed nothing.  Only if producers racing on the fetch-add path claim
+ * more than half the ring between one's check and its add does that one
+ * wait after claiming, until space is released or the ring is closed
  * (CAIRN_ECLOSED).  0 on success.
  */
 int cairn__ring_claim(cairn__ring_t *r, uint64_t bytes, uint32_t nseq,
