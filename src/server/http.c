@@ -549,7 +549,7 @@ int cairn__http_start(server_t *s, char *err, size_t errlen)
                  s->cfg->listen);
         return -EINVAL;
     }
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
