@@ -381,6 +381,14 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
+                                       const char *key, const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
                                const char *url, const char *method,
                                const char *version, const char *upload,
@@ -399,6 +407,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
         r->start_ns = cairn__mono_ns();
         int bad_method;
         r->route = route_of(method, url, r, &bad_method);
+        /* max_header_bytes: libmicrohttpd's per-connection pool bounds
+         * memory; this bounds what a request may declare. */
+        size_t hdr = strlen(url);
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size,
+                                  &hdr);
+        if (hdr > s->cfg->max_header_bytes)
+            return cairn__error(r, 431, "headers_too_large",
+                                "request headers of %zu bytes exceed "
+                                "max_header_bytes (%u)",
+                                hdr, s->cfg->max_header_bytes);
         if (r->route == ROUTE_NOT_FOUND)
             return cairn__error(r, 404, "not_found", "no route %s %s", method,
                                 url);
@@ -406,7 +424,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
             return cairn__error(r, 405, "method_not_allowed",
                                 "%s is not allowed on %s", method, url);
         uint64_t retry;
-        if (!client_allowed(s, conn, &retry)) {
+        /* Health probes are never rate limited, like they never need a
+         * token: an orchestrator must always be able to ask. */
+        if (r->route != ROUTE_HEALTHZ && r->route != ROUTE_READYZ &&
+            !client_allowed(s, conn, &retry)) {
             char ra[24], ns[24];
             snprintf(ra, sizeof ra, "%llu",
                      (unsigned long long)((retry + 999999999u) / 1000000000u));

@@ -280,6 +280,48 @@ def case_bench_json_contract():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def case_server_limits():
+    """client_rate, header size, slow clients, connection count."""
+    s = Server("--server.client_rate", "2", "--server.client_burst", "3",
+               "--server.max_header_bytes", "1024",
+               "--server.request_timeout_secs", "1",
+               "--server.max_connections", "4")
+    try:
+        # per-client GCRA: 3 at once, then 429 with Retry-After
+        codes = [s.req("GET", "/v1/events")[0] for _ in range(6)]
+        check(codes[:3] == [200, 200, 200] and 429 in codes[3:], codes)
+        st, h, d = s.json("GET", "/v1/events")
+        if st == 429:
+            check("retry-after" in h and "cairn-retry-after-ns" in h, h)
+        time.sleep(2)  # the bucket refills at 2/s
+        # a header block over max_header_bytes is refused
+        st, h, d = s.req("GET", "/healthz", headers={"X-Big": "x" * 4000})
+        check(st in (413, 431), st)
+        time.sleep(2)
+        # a client that stops sending is cut off after request_timeout_secs
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.time()
+        check(slow.recv(100) == b"", "slow client not disconnected")
+        check(time.time() - t0 < 5, time.time() - t0)
+        slow.close()
+        # max_connections: idle connections beyond the limit are refused
+        time.sleep(2)
+        conns = [socket.create_connection(("127.0.0.1", s.port), timeout=5)
+                 for _ in range(4)]
+        extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            got = extra.recv(100)
+        except OSError:
+            got = b""
+        check(got == b"", got)
+        for c in conns + [extra]:
+            c.close()
+    finally:
+        s.close()
+
+
 def case_expected_version():
     s = Server()
     try:
