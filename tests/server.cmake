@@ -6,7 +6,8 @@ set(SERVER_CASES health_and_ready append_and_read expected_version
     non_loopback_needs_tokens breaker_and_throttle fsm_bound_streams
     sse_catch_up_and_resume racing_no_stream kill9_under_load
     metrics_promtool sigterm_drains_and_syncs cli_against_server
-    json_event_reader bench_json_contract server_limits)
+    json_event_reader bench_json_contract server_limits
+    sighup_reloads_tokens_and_patterns)
 foreach(c ${SERVER_CASES})
   add_test(NAME server.${c}
            COMMAND ${Python3_EXECUTABLE}

@@ -322,6 +322,39 @@ def case_server_limits():
         s.close()
 
 
+def case_sighup_reloads_tokens_and_patterns():
+    d = tempfile.mkdtemp(prefix="cairn-it-")
+    pat = os.path.join(d, "patterns")
+    with open(pat, "w") as f:
+        f.write("test.forbidden reject high * literal forbidden-word\n")
+    conf = ("[guard]\npatterns = " + pat + "\n" + TOKENS)
+    s = Server(config=conf)
+    try:
+        p = "/v1/streams/h/events"
+        w = bearer("w" * 24)
+        s.json("POST", p, {"type": "t", "data": "forbidden-word"}, w,
+               expect=422)
+        s.json("POST", p, {"type": "t", "data": "other-word"}, w, expect=201)
+        s.json("POST", p, {"type": "t"}, bearer("n" * 24), expect=401)
+        # new pattern set and a new token, then SIGHUP
+        with open(pat, "w") as f:
+            f.write("test.other reject high * literal other-word\n")
+        with open(os.path.join(s.dir, "cairn.conf"), "a") as f:
+            f.write("token = newbie:append:" + "n" * 24 + "\n")
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline and "reloaded" not in s.log():
+            time.sleep(0.05)
+        check("reloaded" in s.log(), s.log())
+        s.json("POST", p, {"type": "t", "data": "forbidden-word"}, w,
+               expect=201)
+        s.json("POST", p, {"type": "t", "data": "other-word"}, w, expect=422)
+        s.json("POST", p, {"type": "t"}, bearer("n" * 24), expect=201)
+    finally:
+        s.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def case_expected_version():
     s = Server()
     try:
