@@ -227,6 +227,18 @@ CAIRN_EXPORT int cairn_table_is_throttled(cairn_log_t *log, const char *stream,
 CAIRN_EXPORT void cairn_table_audit_counts(cairn_log_t *log, uint64_t *written,
                                            uint64_t *suppressed);
 
+/* Breaker transitions and throttle episodes since open, all streams
+ * (counted even when the audit limiter suppressed their $audit event). */
+typedef struct cairn_table_transitions {
+    uint64_t breaker_opened;      /* closed or half-open -> open */
+    uint64_t breaker_half_opened; /* open -> half-open */
+    uint64_t breaker_closed;      /* half-open -> closed */
+    uint64_t throttle_started;    /* throttling episodes begun */
+} cairn_table_transitions_t;
+
+CAIRN_EXPORT void cairn_table_transitions(cairn_log_t *log,
+                                          cairn_table_transitions_t *out);
+
 /* Streams evicted since open. */
 CAIRN_EXPORT uint64_t cairn_table_evictions(cairn_log_t *log);
 

@@ -36,6 +36,10 @@ typedef struct cairn__guard {
     _Atomic uint64_t audit_written;
     _Atomic uint64_t audit_suppressed;     /* total */
     _Atomic uint64_t audit_suppressed_new; /* not yet reported in $audit */
+    /* transitions, counted whether or not their audit event was written:
+     * breaker opened / half-opened / closed, throttle episodes started */
+    _Atomic uint64_t breaker_opened, breaker_half_opened, breaker_closed;
+    _Atomic uint64_t throttle_started;
     pthread_mutex_t mu;   /* the twin's lock */
 } cairn__guard_t;
 

@@ -29,25 +29,23 @@
 
 static void serve_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: cairn serve [--config FILE] [--data DIR] "
-            "[--listen HOST:PORT] [--insecure] [--SECTION.KEY VALUE ...]\n"
-            "  Runs the server (defaults: ./cairn-data, 127.0.0.1:7070) and "
-            "prints its URL when ready.\n"
-            "  Every configuration key is also a flag (--storage.durability "
-            "os) and an\n"
-            "  environment variable (CAIRN_STORAGE_DURABILITY); see "
-            "docs/CONFIG.md.\n"
-            "  SIGTERM/SIGINT drain and exit 0; SIGHUP reloads patterns and "
-            "tokens.\n");
+    fprintf(f, "usage: cairn serve [--config FILE] [--data DIR] "
+               "[--listen HOST:PORT] [--insecure] [--SECTION.KEY VALUE ...]\n"
+               "  Runs the server (defaults: ./cairn-data, 127.0.0.1:7070) and "
+               "prints its URL when ready.\n"
+               "  Every configuration key is also a flag (--storage.durability "
+               "os) and an\n"
+               "  environment variable (CAIRN_STORAGE_DURABILITY); see "
+               "docs/CONFIG.md.\n"
+               "  SIGTERM/SIGINT drain and exit 0; SIGHUP reloads patterns and "
+               "tokens.\n");
 }
 
 /* ---- metrics ------------------------------------------------------------- */
 
-static const double latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001,
-                                         0.0025, 0.005,   0.01,   0.025,
-                                         0.05,   0.1,     0.25,   1.0,
-                                         2.5,    10.0};
+static const double latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                         0.005,  0.01,    0.025,  0.05,  0.1,
+                                         0.25,   1.0,     2.5,    10.0};
 
 int cairn__server_metrics(server_t *s)
 {
@@ -71,15 +69,16 @@ int cairn__server_metrics(server_t *s)
                                route_only,
                                1,
                                latency_buckets,
-                               sizeof latency_buckets / sizeof *latency_buckets};
+                               sizeof latency_buckets /
+                                   sizeof *latency_buckets};
     if ((rc = cairn_metrics_register(m, &dl, &lat)) < 0)
         return rc;
-    static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx",
-                                          "5xx"};
+    static const char *const classes[] = {"",    "1xx", "2xx",
+                                          "3xx", "4xx", "5xx"};
     for (int r = 0; r < ROUTE_COUNT; r++) {
         const char *rv[] = {cairn__route_name((route_t)r)};
-        if ((rc = cairn_metrics_histogram_child(lat, rv,
-                                                &s->http_latency[r])) < 0)
+        if ((rc = cairn_metrics_histogram_child(lat, rv, &s->http_latency[r])) <
+            0)
             return rc;
         for (int c = 2; c <= 5; c++) {
             const char *v[] = {cairn__route_name((route_t)r), classes[c]};
@@ -89,15 +88,18 @@ int cairn__server_metrics(server_t *s)
         }
     }
     static const char *const result_label[] = {"result"};
-    cairn_metrics_desc_t da = {CAIRN_METRICS_COUNTER, "cairn_appends_total",
-                               "Append requests by result", result_label,
-                               1, NULL, 0};
+    cairn_metrics_desc_t da = {CAIRN_METRICS_COUNTER,
+                               "cairn_appends_total",
+                               "Append requests by result",
+                               result_label,
+                               1,
+                               NULL,
+                               0};
     if ((rc = cairn_metrics_register(m, &da, &app)) < 0)
         return rc;
     const char *ok[] = {"ok"}, *failed[] = {"failed"};
     if ((rc = cairn_metrics_counter_child(app, ok, &s->appends_ok)) < 0 ||
-        (rc = cairn_metrics_counter_child(app, failed, &s->appends_failed)) <
-            0)
+        (rc = cairn_metrics_counter_child(app, failed, &s->appends_failed)) < 0)
         return rc;
     struct {
         const char *name, *help;
@@ -139,10 +141,31 @@ int cairn__server_metrics(server_t *s)
             cause[k++] = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
         cause[k] = 0;
         const char *v[] = {cause};
-        if ((rc = cairn_metrics_counter_child(gfam, v,
-                                              &s->guard_rejected[i])) < 0)
+        if ((rc = cairn_metrics_counter_child(gfam, v, &s->guard_rejected[i])) <
+            0)
             return rc;
     }
+    static const char *const to_label[] = {"to"};
+    cairn_metrics_desc_t dt = {CAIRN_METRICS_COUNTER,
+                               "cairn_breaker_transitions_total",
+                               "Circuit breaker transitions, all streams",
+                               to_label,
+                               1,
+                               NULL,
+                               0};
+    cairn_metrics_family_t *tfam;
+    if ((rc = cairn_metrics_register(m, &dt, &tfam)) < 0)
+        return rc;
+    static const char *const tos[] = {"open", "half_open", "closed"};
+    for (int i = 0; i < 3; i++) {
+        const char *v[] = {tos[i]};
+        if ((rc = cairn_metrics_counter_child(tfam, v, &s->transitions[i])) < 0)
+            return rc;
+    }
+    if ((rc = cairn_metrics_counter(m, "cairn_throttle_episodes_total",
+                                    "Throttling episodes begun, all streams",
+                                    &s->transitions[3])) < 0)
+        return rc;
     struct {
         const char *name, *help;
         cairn_metrics_gauge_t **g;
@@ -202,9 +225,23 @@ void cairn__server_collect(server_t *s)
     cairn_metrics_gauge_set(s->audit_suppressed, (int64_t)suppressed);
     cairn_metrics_gauge_set(s->evictions,
                             (int64_t)cairn_table_evictions(s->log));
+    /* The engine keeps running totals; the counters take the deltas. */
+    cairn_table_transitions_t t;
+    cairn_table_transitions(s->log, &t);
+    const uint64_t now[4] = {t.breaker_opened, t.breaker_half_opened,
+                             t.breaker_closed, t.throttle_started};
+    pthread_mutex_lock(&s->collect_lock);
+    for (int i = 0; i < 4; i++) {
+        if (now[i] > s->transitions_seen[i])
+            cairn_metrics_counter_add(s->transitions[i],
+                                      now[i] - s->transitions_seen[i]);
+        s->transitions_seen[i] = now[i];
+    }
+    pthread_mutex_unlock(&s->collect_lock);
 }
 
-/* ---- auth ------------------------------------------------------------------ */
+/* ---- auth ------------------------------------------------------------------
+ */
 
 /* Swap in a new token set: digests and roles copied, so the
  * configuration that carried them may be freed. */
@@ -230,7 +267,8 @@ static int install_tokens(server_t *s, const cairn_config_t *cfg)
     return 0;
 }
 
-/* ---- the command -------------------------------------------------------------- */
+/* ---- the command
+ * -------------------------------------------------------------- */
 
 int cairn_cmd_serve(int argc, char **argv)
 {
@@ -265,6 +303,7 @@ int cairn_cmd_serve(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.cfg = &cfg;
     pthread_rwlock_init(&s.auth_lock, NULL);
+    pthread_mutex_init(&s.collect_lock, NULL);
     randombytes_buf(s.client_key, sizeof s.client_key);
     s.client_slots = 1u << 16;
     s.client_tat = calloc(s.client_slots, sizeof *s.client_tat);
@@ -368,11 +407,11 @@ int cairn_cmd_serve(int argc, char **argv)
         if (sig == SIGHUP) {
             /* Reload patterns and tokens from the configuration. */
             cairn_config_free(&reload_cfg);
-            rc = cairn_config_load(argc, argv, &reload_cfg, err,
-                                   sizeof err);
+            rc = cairn_config_load(argc, argv, &reload_cfg, err, sizeof err);
             if (rc) {
-                fprintf(stderr, "cairn: serve: reload: %s (kept the old "
-                                "configuration)\n",
+                fprintf(stderr,
+                        "cairn: serve: reload: %s (kept the old "
+                        "configuration)\n",
                         err);
                 continue;
             }

@@ -71,6 +71,10 @@ typedef struct server {
     cairn_metrics_gauge_t *segments, *disk_bytes, *fsyncs, *read_only;
     cairn_metrics_gauge_t *streams, *sse_clients, *ring_bytes, *ring_cap;
     cairn_metrics_gauge_t *audit_written, *audit_suppressed, *evictions;
+    cairn_metrics_counter_t *transitions[4]; /* opened, half_opened,
+                                                closed, throttle started */
+    uint64_t transitions_seen[4];            /* under collect_lock */
+    pthread_mutex_t collect_lock;
 } server_t;
 
 /* Start the HTTP daemon on cfg->listen (before recovery, so /healthz and

@@ -199,6 +199,19 @@ void cairn_table_audit_counts(cairn_log_t *log, uint64_t *written,
                                            memory_order_relaxed);
 }
 
+void cairn_table_transitions(cairn_log_t *log, cairn_table_transitions_t *t)
+{
+    cairn__guard_t *g = log->guard;
+    t->breaker_opened =
+        atomic_load_explicit(&g->breaker_opened, memory_order_relaxed);
+    t->breaker_half_opened =
+        atomic_load_explicit(&g->breaker_half_opened, memory_order_relaxed);
+    t->breaker_closed =
+        atomic_load_explicit(&g->breaker_closed, memory_order_relaxed);
+    t->throttle_started =
+        atomic_load_explicit(&g->throttle_started, memory_order_relaxed);
+}
+
 uint64_t cairn_table_evictions(cairn_log_t *log)
 {
     return atomic_load_explicit(&log->table->evictions, memory_order_relaxed);
@@ -256,6 +269,19 @@ static size_t json_escape(char *out, size_t cap, const char *s, size_t len)
 void cairn__audit(cairn__guard_t *g, const char *what, const char *stream,
                   size_t stream_len, const char *fields)
 {
+    /* Transitions are counted before the audit limiter decides, so the
+     * metrics stay exact when audit events are suppressed. */
+    _Atomic uint64_t *counter = !strcmp(what, "breaker.opened")
+                                    ? &g->breaker_opened
+                                : !strcmp(what, "breaker.half_opened")
+                                    ? &g->breaker_half_opened
+                                : !strcmp(what, "breaker.closed")
+                                    ? &g->breaker_closed
+                                : !strcmp(what, "throttle.started")
+                                    ? &g->throttle_started
+                                    : NULL;
+    if (counter)
+        atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
     if (!audit_admit(g)) {
         atomic_fetch_add_explicit(&g->audit_suppressed, 1,
                                   memory_order_relaxed);

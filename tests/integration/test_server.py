@@ -539,6 +539,12 @@ def case_breaker_and_throttle():
         st, h, data = s.req("GET", "/v1/events?stream=%24audit")
         types = [json.loads(x)["type"] for x in data.splitlines()]
         check("breaker.opened" in types, types)
+        st, h, data = s.req("GET", "/metrics")
+        # opened twice (by the admin for api:c2, by failures for api:c3),
+        # closed once (by the admin)
+        check(b'cairn_breaker_transitions_total{to="open"} 2' in data and
+              b'cairn_breaker_transitions_total{to="closed"} 1' in data,
+              [l for l in data.splitlines() if b"breaker" in l])
     finally:
         s.close()
 
