@@ -4,12 +4,14 @@
 #define CAIRN_INTERNAL_TABLE_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
 #include <sodium.h>
 
 #include "cairn/table.h"
+#include "internal/clock.h"
 
 /* Slot tags: 0 empty; INIT while an insert fills the slot; TOMB once its
  * stream was evicted (lookups skip it, inserts may reuse it after a grace
@@ -143,5 +145,25 @@ static inline void cairn__section_scope_end(cairn__section_scope_t *sc)
     cairn__section_scope_t cairn__scope_                                       \
         __attribute__((cleanup(cairn__section_scope_end))) = {                 \
             (table), cairn__table_enter(table)}
+
+/*
+ * The stream's state word once no append holds BUSY: spin briefly (the
+ * holder is inside one ring claim), then yield so a preempted holder can
+ * run.  Acquire pairs with the append's release of BUSY, which publishes
+ * first_seq and last_seq with the new version.
+ */
+static inline uint64_t cairn__stream_settled(cairn__stream_t *s)
+{
+    uint64_t st;
+    for (unsigned i = 0;; i++) {
+        st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (!(st & CAIRN_STATE_BUSY))
+            return st;
+        if (i < 128)
+            cairn__cpu_relax();
+        else
+            sched_yield();
+    }
+}
 
 #endif

@@ -330,22 +330,6 @@ void cairn_log_close(cairn_log_t *log)
     free(log);
 }
 
-/* Wait for the stream's BUSY bit to clear: spin briefly (the holder is
- * inside one fetch-add), then yield so a preempted holder can run. */
-static uint64_t wait_not_busy(cairn__stream_t *s)
-{
-    uint64_t st;
-    for (unsigned i = 0;; i++) {
-        st = atomic_load_explicit(&s->state, memory_order_acquire);
-        if (!(st & CAIRN_STATE_BUSY))
-            return st;
-        if (i < 128)
-            cairn__cpu_relax();
-        else
-            sched_yield();
-    }
-}
-
 static void write_batch(cairn__ring_t *r, const cairn__claim_t *c,
                         const char *stream, size_t stream_len,
                         const cairn_event_in_t *events, size_t n,
@@ -523,7 +507,7 @@ int cairn__log_append_ex(cairn_log_t *log, const char *stream,
         cairn__mono_ns() + (uint64_t)log->o.append_timeout_ms * 1000000u;
     uint64_t st, v;
     for (;;) {
-        st = wait_not_busy(s);
+        st = cairn__stream_settled(s);
         v = st & CAIRN_STATE_VERSION_MASK;
         if (!cairn__expect_ok(expected, v)) {
             /* A retried idempotent append must still see its original
@@ -786,7 +770,7 @@ int cairn_log_stream_info(cairn_log_t *log, const char *stream,
     if (rc)
         return rc;
     /* Wait out an in-flight append so version and seqs agree. */
-    uint64_t st = wait_not_busy(s);
+    uint64_t st = cairn__stream_settled(s);
     out->version = st & CAIRN_STATE_VERSION_MASK;
     if (out->version == 0)
         return CAIRN_ENOT_FOUND;

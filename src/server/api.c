@@ -378,22 +378,13 @@ static int read_limit(req_t *r, uint64_t *limit)
     return 0;
 }
 
-/* Fill a filter from from_seq, from_time, stream/prefix and type=a,b. */
-typedef struct qfilter {
-    cairn_read_filter_t f;
-    char *stream;
-    char *types_buf;
-    const char *types[64];
-    size_t type_lens[64];
-} qfilter_t;
-
-static void qfilter_free(qfilter_t *q)
+void cairn__qfilter_free(qfilter_t *q)
 {
     free(q->stream);
     free(q->types_buf);
 }
 
-static int query_filter(req_t *r, qfilter_t *q, char *why, size_t wl)
+int cairn__query_filter(req_t *r, qfilter_t *q, char *why, size_t wl)
 {
     memset(q, 0, sizeof *q);
     const char *fs = cairn__arg(r, "from_seq");
@@ -448,16 +439,17 @@ static int query_filter(req_t *r, qfilter_t *q, char *why, size_t wl)
 
 enum MHD_Result cairn__api_events(req_t *r)
 {
-    char why[256];
+    char why[256] = "";
     qfilter_t q;
     uint64_t limit;
-    if (query_filter(r, &q, why, sizeof why) < 0 || read_limit(r, &limit) < 0) {
-        qfilter_free(&q);
+    if (cairn__query_filter(r, &q, why, sizeof why) < 0 ||
+        read_limit(r, &limit) < 0) {
+        cairn__qfilter_free(&q);
         return cairn__error(r, 400, "bad_query", "%s",
                             why[0] ? why : "limit must be a positive number");
     }
     enum MHD_Result ok = stream_out(r, &q.f, limit, 0);
-    qfilter_free(&q);
+    cairn__qfilter_free(&q);
     return ok;
 }
 

@@ -53,6 +53,22 @@ unsigned cairn__status_of(int err);
 const char *cairn__arg(req_t *r, const char *key);
 char *cairn__arg_decoded(req_t *r, const char *key, size_t *len);
 
+/* The read filter of the query string: from_seq, from_time (RFC 3339),
+ * stream or prefix, type=a,b (at most 64), all percent-decoded; shared by
+ * GET /v1/events and GET /v1/subscribe. */
+typedef struct qfilter {
+    cairn_read_filter_t f;
+    char *stream;    /* owned */
+    char *types_buf; /* owned; types point into it */
+    const char *types[64];
+    size_t type_lens[64];
+} qfilter_t;
+
+/* 0, or -1 with a reason in why (the caller answers 400).  Free q with
+ * cairn__qfilter_free in either case. */
+int cairn__query_filter(req_t *r, qfilter_t *q, char *why, size_t wl);
+void cairn__qfilter_free(qfilter_t *q);
+
 void cairn__token_digest(const char *secret, size_t len,
                          unsigned char out[32]);
 

@@ -27,14 +27,10 @@
 typedef struct sse {
     server_t *s;
     cairn_bus_sub_t *sub;
-    sb_t out;       /* formatted, not yet sent */
-    size_t sent;    /* bytes of out already sent */
+    sb_t out;    /* formatted, not yet sent */
+    size_t sent; /* bytes of out already sent */
     uint64_t last_write_ns;
     int counted; /* included in the sse_clients gauge */
-    char *filter_stream;
-    char *types_buf;
-    const char *types[64];
-    size_t type_lens[64];
 } sse_t;
 
 static void sse_free(void *cls)
@@ -44,8 +40,6 @@ static void sse_free(void *cls)
     if (x->counted)
         cairn_metrics_gauge_add(x->s->sse_clients, -1);
     sb_free(&x->out);
-    free(x->filter_stream);
-    free(x->types_buf);
     free(x);
 }
 
@@ -74,8 +68,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             /* Format this event and whatever else is ready now, up to one
              * buffer, so a busy stream costs one write per batch. */
             do {
-                sb_printf(&x->out, "id: %llu\nevent: ",
-                          (unsigned long long)ev.seq);
+                sb_printf(&x->out,
+                          "id: %llu\nevent: ", (unsigned long long)ev.seq);
                 sb_put(&x->out, ev.type, ev.type_len);
                 sb_puts(&x->out, "\ndata: ");
                 sb_event_json(&x->out, &ev);
@@ -115,56 +109,32 @@ enum MHD_Result cairn__api_subscribe(req_t *r)
     if (!x)
         return cairn__error(r, 500, "out_of_memory", "out of memory");
     x->s = s;
+    /* The same query as GET /v1/events; a Last-Event-ID header (a
+     * reconnecting client) resumes after that seq instead. */
+    char why[256] = "";
+    qfilter_t q;
+    const char *last =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    uint64_t v = 0;
+    if (cairn__query_filter(r, &q, why, sizeof why) < 0 ||
+        (last && parse_u64(last, &v) < 0)) {
+        cairn__qfilter_free(&q);
+        sse_free(x);
+        return cairn__error(r, 400, "bad_query", "%s",
+                            why[0] ? why : "Last-Event-ID must be a seq");
+    }
     cairn_bus_sub_opts_t o = {0};
     o.name = "sse";
-    const char *fs = cairn__arg(r, "from_seq");
-    const char *last = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                   "Last-Event-ID");
-    uint64_t v;
-    size_t n;
-    const char *bad = NULL;
-    if (last) {
-        if (parse_u64(last, &v) < 0)
-            bad = "Last-Event-ID must be a seq";
-        else
-            o.from_seq = v + 1;
-    } else if (fs) {
-        if (parse_u64(fs, &v) < 0 || v == 0)
-            bad = "from_seq must be a positive number";
-        else
-            o.from_seq = v;
-    }
-    char *ft = cairn__arg_decoded(r, "from_time", &n);
-    if (ft && !bad && !o.from_seq && parse_time(ft, n, &o.from_time_ns) < 0)
-        bad = "from_time must be an RFC 3339 time";
-    free(ft);
-    char *st = cairn__arg_decoded(r, "stream", &n);
-    char *px = cairn__arg_decoded(r, "prefix", &n);
-    if (st && px)
-        bad = "give stream or prefix, not both";
-    x->filter_stream = st ? st : px;
-    if (st && px)
-        free(px);
-    if (x->filter_stream) {
-        o.stream = x->filter_stream;
-        o.stream_len = strlen(x->filter_stream);
-        o.stream_prefix = !st;
-    }
-    x->types_buf = cairn__arg_decoded(r, "type", &n);
-    if (x->types_buf) {
-        char *save, *t = strtok_r(x->types_buf, ",", &save);
-        for (; t && o.ntypes < 64; t = strtok_r(NULL, ",", &save)) {
-            x->types[o.ntypes] = t;
-            x->type_lens[o.ntypes++] = strlen(t);
-        }
-        o.types = x->types;
-        o.type_lens = x->type_lens;
-    }
-    if (bad) {
-        sse_free(x);
-        return cairn__error(r, 400, "bad_query", "%s", bad);
-    }
-    int rc = cairn_bus_subscribe(s->bus, &o, &x->sub);
+    o.from_seq = last ? v + 1 : q.f.from_seq;
+    o.from_time_ns = o.from_seq ? 0 : q.f.time_from_ns;
+    o.stream = q.f.stream;
+    o.stream_len = q.f.stream_len;
+    o.stream_prefix = q.f.stream_prefix;
+    o.types = q.f.types;
+    o.type_lens = q.f.type_lens;
+    o.ntypes = q.f.ntypes;
+    int rc = cairn_bus_subscribe(s->bus, &o, &x->sub); /* copies o */
+    cairn__qfilter_free(&q);
     if (rc < 0) {
         sse_free(x);
         return cairn__error_code(r, rc, 0, NULL);

@@ -84,7 +84,6 @@ typedef struct seg {
     int64_t last_time; /* time of the newest record (retention by age) */
     int compressed;
     int sealed;
-    int removed; /* retention took it out of the list */
     char path[512];
     idx_entry_t *idx;
     size_t nidx, cap_idx;
@@ -596,7 +595,6 @@ static void apply_retention(cairn__store_t *s)
         if (!too_big && !too_old)
             break;
         unlink(old->path);
-        old->removed = 1;
         memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof *s->segs);
         s->nsegs--;
         seg_unref_locked(old);
@@ -1264,9 +1262,7 @@ int cairn__store_cursor_next(cairn__seg_cursor_t *c, cairn_event_t *ev)
         pthread_mutex_lock(&s->mu);
         uint64_t size = c->g->size;
         int sealed = c->g->sealed;
-        int removed = c->g->removed;
         pthread_mutex_unlock(&s->mu);
-        (void)removed;
         if (c->off < size) {
             int rc = cursor_map(c, size);
             if (rc < 0)

@@ -132,19 +132,8 @@ int cairn_table_get_state(cairn_log_t *log, const char *stream,
     rc = cairn__table_find(log->table, stream, stream_len, 0, &s);
     if (rc)
         return rc;
-    /* An append holds BUSY only across its ring claim: wait it out so the
-     * version and the seqs agree.  Acquire pairs with the append's release
-     * of BUSY, which publishes first_seq/last_seq. */
-    uint64_t st;
-    for (unsigned i = 0;; i++) {
-        st = atomic_load_explicit(&s->state, memory_order_acquire);
-        if (!(st & CAIRN_STATE_BUSY))
-            break;
-        if (i < 128)
-            cairn__cpu_relax();
-        else
-            sched_yield();
-    }
+    /* Wait out an in-flight append so version and seqs agree. */
+    uint64_t st = cairn__stream_settled(s);
     out->version = st & CAIRN_STATE_VERSION_MASK;
     out->event_count = out->version;
     out->fsm_state = (uint8_t)((st & CAIRN_STATE_FSM_MASK) >>

@@ -410,6 +410,12 @@ def case_status_codes():
         s.json("GET", "/v1/nothing", expect=404)
         s.json("DELETE", "/v1/events", expect=405)
         s.json("GET", "/v1/events?from_seq=abc", expect=400)
+        st, h, d = s.json("GET", "/v1/events?limit=0", expect=400)
+        check("limit" in d["error"]["message"], d)
+        s.json("GET", "/v1/events?stream=a&prefix=b", expect=400)
+        s.json("GET", "/v1/subscribe?stream=a&prefix=b", expect=400)
+        s.json("GET", "/v1/subscribe", headers={"Last-Event-ID": "x"},
+               expect=400)
         # nothing was stored by any of them, but the guard rejections
         # are in the audit trail
         st, h, data = s.req("GET", "/v1/events")
