@@ -8,6 +8,8 @@
  *                              lookup + version CAS + ring; 2t on distinct
  *                              streams; baseline: the mutex twin
  *   log.append.full.2t.mutex   the twin, 2 threads, distinct streams
+ *   log.append.full.1t.metrics full.1t with the log's metrics on, as
+ *                              cairn serve runs it (baseline: full.1t)
  *
  * Producers release what they appended every RELEASE_EVERY events so the
  * ring never fills; both implementations pay the same for it.
@@ -21,6 +23,7 @@
 #include "bench.h"
 #include "cairn/cairn.h"
 #include "cairn/log.h"
+#include "cairn/metrics.h"
 #include "log/record.h"
 #include "log/ring.h"
 
@@ -187,11 +190,23 @@ static double run_threads(bench_ctx_t *c, void *(*fn)(void *), int nthreads)
     return rate;
 }
 
-static double bench_full(int enhanced, int nthreads, uint64_t duration_ns)
+static double bench_full(int enhanced, int nthreads, uint64_t duration_ns,
+                         int with_metrics)
 {
     cairn_log_opts_t o;
     cairn_log_opts_init(&o);
     o.enhanced_mode = enhanced;
+    cairn_metrics_t *m = NULL;
+    if (with_metrics) {
+        /* As cairn serve runs it: the seqlock provider, counters per
+         * result, events and bytes on every append. */
+        cairn_metrics_opts_t mo = {.enhanced_mode = 1};
+        if (cairn_metrics_create(&mo, &m) != 0) {
+            fprintf(stderr, "cairn: bench: cannot create metrics\n");
+            exit(1);
+        }
+        o.metrics = m;
+    }
     o.append_timeout_ms = 2; /* a full ring sends the producer to release */
     bench_ctx_t c;
     memset(&c, 0, sizeof c);
@@ -202,6 +217,7 @@ static double bench_full(int enhanced, int nthreads, uint64_t duration_ns)
     }
     double rate = run_threads(&c, full_thread, nthreads);
     cairn_log_close(c.log);
+    cairn_metrics_destroy(m);
     return rate;
 }
 
@@ -245,14 +261,17 @@ void cairn_bench_suite_log(cairn_bench_t *b)
                        "log.append.ring.1p", ring1);
 
     cairn_bench_progress(b, "full append, lock-free and mutex twin");
-    double full_mu1 = bench_full(0, 1, d);
-    double full1 = bench_full(1, 1, d);
-    double full_mu2 = bench_full(0, 2, d);
-    double full2 = bench_full(1, 2, d);
+    double full_mu1 = bench_full(0, 1, d, 0);
+    double full1 = bench_full(1, 1, d, 0);
+    double full_mu2 = bench_full(0, 2, d, 0);
+    double full2 = bench_full(1, 2, d, 0);
     cairn_bench_report(b, "log.append.full.1t.mutex", "events/s", full_mu1,
                        NULL, 0);
     cairn_bench_report(b, "log.append.full.1t", "events/s", full1,
                        "log.append.full.1t.mutex", full_mu1);
+    double full1m = bench_full(1, 1, d, 1);
+    cairn_bench_report(b, "log.append.full.1t.metrics", "events/s", full1m,
+                       "log.append.full.1t", full1);
     cairn_bench_report(b, "log.append.full.2t.mutex", "events/s", full_mu2,
                        NULL, 0);
     cairn_bench_report(b, "log.append.full.2t", "events/s", full2,
