@@ -54,7 +54,7 @@ extern "C" {
     X(PAYLOAD_NULL, -1014, "payload pointer is NULL with a non-zero length")   \
     X(BATCH_EMPTY, -1015, "append batch holds no events")                      \
     X(BATCH_TOO_LARGE, -1016,                                                  \
-      "append batch exceeds max_batch_events or max_batch_bytes")              \
+      "append batch exceeds max_batch_events or a quarter of the ring")              \
     X(VERSION_CONFLICT, -1017, "expected version does not match the stream")   \
     X(BAD_EXPECTED, -1018, "expected_version is not a valid value")            \
     X(BAD_DURABILITY, -1019, "durability is not memory, os or sync")           \

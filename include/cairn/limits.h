@@ -29,9 +29,10 @@
  * range fits the ring claim word with a huge margin (see src/log/ring.c). */
 #define CAIRN_MAX_BATCH_EVENTS_DEFAULT 10000u
 #define CAIRN_MAX_BATCH_EVENTS_CAP 65536u
-/* Bytes of one append call (records with headers).  Default 32 MiB; capped
- * at a quarter of the ring so one batch can never fill the ring alone. */
-#define CAIRN_MAX_BATCH_BYTES_DEFAULT (32u << 20)
+/* Bytes of one append call (records with headers): at most a quarter of
+ * the ring (16 MiB with the default 64 MiB ring), so a full ring always
+ * drains far enough for any batch; not separately configurable. */
+#define CAIRN_BATCH_RING_FRACTION 4u
 
 /* Largest stream version: the version field of the packed stream state is
  * 40 bits wide (see include/cairn/table.h). */

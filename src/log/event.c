@@ -87,7 +87,7 @@ int cairn__batch_check(const char *stream, size_t stream_len,
     }
     /* One batch may take at most a quarter of the ring, so a full ring
      * always drains to make room for it. */
-    if (total > cap / 4)
+    if (total > cap / CAIRN_BATCH_RING_FRACTION)
         return CAIRN_EBATCH_TOO_LARGE;
     *bytes = total;
     return 0;
